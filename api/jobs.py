@@ -1,0 +1,141 @@
+"""Routes for jobs: the list, one job, and the agents' event posts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get, post
+from loguru import logger
+
+from api.errors import ApiError
+from api.responses import (
+    query_int,
+    query_value,
+    raw_json_response,
+    read_json,
+    services_of,
+)
+from mmab_metrics import jobs as job_rules
+from mmab_metrics.timecodec import TimeFormatError, parse_query_time
+from storage.jobs import JobFilter
+
+
+def _time_param(request: Request[Any, Any, Any], name: str) -> int | None:
+    text = query_value(request, name)
+    if text is None:
+        return None
+    try:
+        return parse_query_time(text)
+    except TimeFormatError as exc:
+        raise ApiError(400, f"invalid `{name}`: {exc}", field=name, value=text) from None
+
+
+def _job_filter(request: Request[Any, Any, Any]) -> JobFilter:
+    queue = query_value(request, "queue")
+    if queue is not None and not job_rules.is_valid_id(queue):
+        raise ApiError(400, f"invalid `queue` {queue!r}", field="queue", value=queue)
+    status = query_value(request, "status")
+    if status is not None and status not in job_rules.STATUSES:
+        raise ApiError(
+            400,
+            f"invalid `status` {status!r}: expected one of "
+            + ", ".join(sorted(job_rules.STATUSES)),
+            field="status",
+            value=status,
+        )
+    start, end = _time_param(request, "start"), _time_param(request, "end")
+    if start is not None and end is not None and start >= end:
+        raise ApiError(400, "invalid range: `start` must be before `end`", field="start")
+    return JobFilter(
+        queue=queue,
+        status=status,
+        start_ns=start,
+        end_ns=end,
+        limit=query_int(request, "limit"),
+        offset=query_int(request, "offset") or 0,
+    )
+
+
+@get("/api/v1/job", sync_to_thread=False)
+def list_jobs(request: Request[Any, Any, Any]) -> Response[bytes]:
+    services = services_of(request)
+    documents, total = services.jobs.list(
+        _job_filter(request), services.sweeper.ttls(), services.clock.now_ns()
+    )
+    body = "[" + ",".join(documents) + "]"
+    return raw_json_response(body, headers={"X-Total-Count": str(total)})
+
+
+def _not_found(job_id: str) -> ApiError:
+    return ApiError(404, f"job {job_id!r} not found", field="jobID", value=job_id)
+
+
+@get("/api/v1/job/{job_id:str}", sync_to_thread=False)
+def get_job(request: Request[Any, Any, Any], job_id: str) -> Response[bytes]:
+    services = services_of(request)
+    if not job_rules.is_valid_id(job_id):
+        raise _not_found(job_id)
+    text = services.jobs.get_raw(job_id, services.sweeper.ttls(), services.clock.now_ns())
+    if text is None:
+        raise _not_found(job_id)
+    return raw_json_response(text)
+
+
+@post("/api/v1/job/{job_id:str}/events", status_code=200)
+async def post_job_events(request: Request[Any, Any, Any], job_id: str) -> Response[bytes]:
+    services = services_of(request)
+    if not job_rules.is_valid_id(job_id):
+        raise ApiError(
+            400,
+            f"invalid job id {job_id!r}: expected 1 to 128 of A-Z a-z 0-9 . _ -, "
+            "starting with a letter or digit",
+            field="jobID",
+            value=job_id,
+        )
+    body = await read_json(request)
+    now = services.clock.now_ns()
+    try:
+        queue, arrivals = job_rules.parse_post(body, now)
+    except job_rules.EventError as exc:
+        raise ApiError(400, exc.message, field=exc.field) from None
+
+    ttls = services.sweeper.ttls()
+    with services.db.lock:
+        document = services.jobs.get(job_id)
+        if document is not None and services.jobs.is_expired(job_id, ttls, now):
+            # An expired job is gone: a new post starts a new job of that id.
+            services.jobs.delete(job_id)
+            document = None
+        if document is None:
+            if queue is None:
+                raise ApiError(
+                    400,
+                    f"missing `queueName`: the first post for job {job_id!r} must name "
+                    "its queue",
+                    field="queueName",
+                )
+            events: list[job_rules.Event] = []
+        else:
+            if queue is not None and queue != document["queueName"]:
+                raise ApiError(
+                    409,
+                    f"job {job_id!r} belongs to queue {document['queueName']!r}, "
+                    f"not {queue!r}",
+                    field="queueName",
+                    value=queue,
+                )
+            queue = document["queueName"]
+            events = job_rules.events_from_view(document)
+
+        merged, added = job_rules.merge(events, arrivals)
+        if not added and document is not None:
+            text = services.jobs.get_raw(job_id, ttls, now)
+            return raw_json_response(text or "")
+        assert queue is not None
+        view = job_rules.view(job_id, queue, merged)
+        text = services.jobs.put(view, merged[0].time_ns, merged[-1].time_ns)
+    logger.bind(job=job_id, added=added, status=view["status"]).debug("job events stored")
+    return raw_json_response(text)
+
+
+ROUTES = [list_jobs, get_job, post_job_events]

@@ -1,0 +1,59 @@
+"""The objects a running server is made of, opened from one data directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from api.logfiles import LogFiles
+from mmab_metrics.clock import Clock
+from mmab_metrics.config import ConfigStore
+from storage.database import FILE_NAME, Database
+from storage.jobs import JobStore
+from storage.nodefiles import NodeFiles
+from storage.nodes import NodeStore
+from storage.sweep import Sweeper
+
+
+@dataclass
+class Services:
+    data_dir: Path
+    clock: Clock
+    config: ConfigStore
+    logs: LogFiles
+    db: Database
+    jobs: JobStore
+    nodes: NodeStore
+    node_files: NodeFiles
+    sweeper: Sweeper
+
+    @classmethod
+    def open(cls, data_dir: Path, clock: Clock, *, stderr_log: bool = True) -> Services:
+        """Open the configuration, the logs and the store of `data_dir`."""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        logs = LogFiles(data_dir / "logs", clock, stderr=stderr_log)
+        config, warnings = ConfigStore.open(data_dir)
+        logs.apply(config.values)
+        for warning in warnings:
+            logger.warning(warning)
+        db = Database(data_dir / FILE_NAME, memory_limit_mb=config.get("storage.memoryLimitMB"))
+        jobs = JobStore(db)
+        nodes = NodeStore(db)
+        node_files = NodeFiles(data_dir / "nodes")
+        sweeper = Sweeper(config, jobs, nodes, node_files)
+        services = cls(data_dir, clock, config, logs, db, jobs, nodes, node_files, sweeper)
+        config.subscribe(services._on_config_change)
+        return services
+
+    def _on_config_change(self, values: dict[str, Any], changed: tuple[str, ...]) -> None:
+        logger.bind(keys=",".join(changed)).info("configuration changed")
+        if any(path.startswith("log.") for path in changed):
+            self.logs.apply(values)
+        if "storage.memoryLimitMB" in changed:
+            self.db.set_memory_limit(values["storage.memoryLimitMB"])
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,1 @@
+"""DuckDB persistence: schema, jobs, nodes, node files and the metric store."""
