@@ -87,5 +87,8 @@ class AccessLog:
             }
             self.logs.access(entry)
             logger.bind(
-                method=entry["method"], path=entry["path"], status=status, ms=duration_ms
+                method=entry["method"],
+                path=entry["path"],
+                status=status,
+                ms=duration_ms,
             ).debug("request")

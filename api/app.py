@@ -109,4 +109,6 @@ def create_app(services: Services, *, schedule: bool = True) -> Litestar:
 
 def create_asgi(services: Services, *, schedule: bool = True) -> Any:
     """Build the app wrapped in the access log, as the server runs it."""
-    return AccessLog(create_app(services, schedule=schedule), services.logs, services.clock)
+    return AccessLog(
+        create_app(services, schedule=schedule), services.logs, services.clock
+    )

@@ -69,7 +69,9 @@ def handle_http_exception(
     return error_response(status, message, headers)
 
 
-def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+def handle_unexpected(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[bytes]:
     logger.opt(exception=exc).bind(method=request.method, path=request.url.path).error(
         "request failed"
     )
@@ -85,7 +87,9 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 }
 
 
-async def read_body(request: Request[Any, Any, Any], limit: int, limit_name: str) -> bytes:
+async def read_body(
+    request: Request[Any, Any, Any], limit: int, limit_name: str
+) -> bytes:
     """Read the request body, rejecting it with 413 past `limit` bytes."""
     declared = request.headers.get("content-length")
     too_large = ApiError(
@@ -126,7 +130,9 @@ def parse_json(body: bytes, content_type: str | None) -> Any:
                 f"unsupported content type {content_type!r}: send application/json",
             )
     if not body.strip():
-        raise ApiError(400, "missing request body: expected a JSON object", field="body")
+        raise ApiError(
+            400, "missing request body: expected a JSON object", field="body"
+        )
     try:
         return json.loads(
             body, parse_constant=_reject_constant, parse_float=_finite_float

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, get, post
+from litestar.params import FromPath
 from loguru import logger
 
 from api.errors import ApiError
@@ -27,7 +28,9 @@ def _time_param(request: Request[Any, Any, Any], name: str) -> int | None:
     try:
         return parse_query_time(text)
     except TimeFormatError as exc:
-        raise ApiError(400, f"invalid `{name}`: {exc}", field=name, value=text) from None
+        raise ApiError(
+            400, f"invalid `{name}`: {exc}", field=name, value=text
+        ) from None
 
 
 def _job_filter(request: Request[Any, Any, Any]) -> JobFilter:
@@ -45,7 +48,9 @@ def _job_filter(request: Request[Any, Any, Any]) -> JobFilter:
         )
     start, end = _time_param(request, "start"), _time_param(request, "end")
     if start is not None and end is not None and start >= end:
-        raise ApiError(400, "invalid range: `start` must be before `end`", field="start")
+        raise ApiError(
+            400, "invalid range: `start` must be before `end`", field="start"
+        )
     return JobFilter(
         queue=queue,
         status=status,
@@ -71,18 +76,22 @@ def _not_found(job_id: str) -> ApiError:
 
 
 @get("/api/v1/job/{job_id:str}", sync_to_thread=False)
-def get_job(request: Request[Any, Any, Any], job_id: str) -> Response[bytes]:
+def get_job(request: Request[Any, Any, Any], job_id: FromPath[str]) -> Response[bytes]:
     services = services_of(request)
     if not job_rules.is_valid_id(job_id):
         raise _not_found(job_id)
-    text = services.jobs.get_raw(job_id, services.sweeper.ttls(), services.clock.now_ns())
+    text = services.jobs.get_raw(
+        job_id, services.sweeper.ttls(), services.clock.now_ns()
+    )
     if text is None:
         raise _not_found(job_id)
     return raw_json_response(text)
 
 
 @post("/api/v1/job/{job_id:str}/events", status_code=200)
-async def post_job_events(request: Request[Any, Any, Any], job_id: str) -> Response[bytes]:
+async def post_job_events(
+    request: Request[Any, Any, Any], job_id: FromPath[str]
+) -> Response[bytes]:
     services = services_of(request)
     if not job_rules.is_valid_id(job_id):
         raise ApiError(
@@ -134,7 +143,9 @@ async def post_job_events(request: Request[Any, Any, Any], job_id: str) -> Respo
         assert queue is not None
         view = job_rules.view(job_id, queue, merged)
         text = services.jobs.put(view, merged[0].time_ns, merged[-1].time_ns)
-    logger.bind(job=job_id, added=added, status=view["status"]).debug("job events stored")
+    logger.bind(job=job_id, added=added, status=view["status"]).debug(
+        "job events stored"
+    )
     return raw_json_response(text)
 
 

@@ -27,7 +27,9 @@ _MB = 1024 * 1024
 def _format(record: Mapping[str, Any]) -> str:
     extra = record["extra"]
     fields = " ".join(
-        f"{name}={value}" for name, value in extra.items() if name not in ("now", "access")
+        f"{name}={value}"
+        for name, value in extra.items()
+        if name not in ("now", "access")
     )
     tail = f" {fields}" if fields else ""
     return (
@@ -110,7 +112,9 @@ class LogFiles:
             )
             if self.stderr:
                 self._sink_ids.append(
-                    logger.add(sys.stderr, level=level, format=_format, filter=not_access)
+                    logger.add(
+                        sys.stderr, level=level, format=_format, filter=not_access
+                    )
                 )
             for sink_id in old_ids:
                 logger.remove(sink_id)

@@ -7,6 +7,7 @@ import io
 from typing import Any
 
 from litestar import Request, Response, delete, get, post, put
+from litestar.params import FromPath
 from loguru import logger
 
 from api.errors import ApiError, read_body
@@ -47,11 +48,13 @@ async def register_node(request: Request[Any, Any, Any]) -> Response[bytes]:
             "node registered"
         )
     values = services.config.values
-    return json_response({"node": section(values, "node"), "ckpt": section(values, "ckpt")})
+    return json_response(
+        {"node": section(values, "node"), "ckpt": section(values, "ckpt")}
+    )
 
 
 @delete("/api/v1/node/{node_id:str}", status_code=204)
-async def leave_node(request: Request[Any, Any, Any], node_id: str) -> None:
+async def leave_node(request: Request[Any, Any, Any], node_id: FromPath[str]) -> None:
     services = services_of(request)
     if not services.nodes.leave(node_id, services.clock.now_ns()):
         raise _unknown_node(node_id)
@@ -118,9 +121,14 @@ def list_nodes(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 @get("/api/v1/nodes/{node_id:str}/files", sync_to_thread=False)
-def list_node_files(request: Request[Any, Any, Any], node_id: str) -> Response[bytes]:
+def list_node_files(
+    request: Request[Any, Any, Any], node_id: FromPath[str]
+) -> Response[bytes]:
     services = services_of(request)
-    if services.node_files.node_dir(node_id) is None or services.nodes.get(node_id) is None:
+    if (
+        services.node_files.node_dir(node_id) is None
+        or services.nodes.get(node_id) is None
+    ):
         raise _unknown_node(node_id)
     paths = [f"/nodes/{node_id}/{path}" for path in services.node_files.list(node_id)]
     return json_response(paths)
@@ -133,7 +141,7 @@ def _file_path(file_path: str) -> str:
 
 @get("/nodes/{node_id:str}/{file_path:path}", sync_to_thread=False)
 def read_node_file(
-    request: Request[Any, Any, Any], node_id: str, file_path: str
+    request: Request[Any, Any, Any], node_id: FromPath[str], file_path: FromPath[str]
 ) -> Response[bytes]:
     content = services_of(request).node_files.read(node_id, _file_path(file_path))
     if content is None:
@@ -142,7 +150,11 @@ def read_node_file(
 
 
 async def _write_node_file(
-    request: Request[Any, Any, Any], node_id: str, file_path: str, *, append: bool
+    request: Request[Any, Any, Any],
+    node_id: FromPath[str],
+    file_path: FromPath[str],
+    *,
+    append: bool,
 ) -> None:
     services = services_of(request)
     target = services.node_files.resolve(node_id, _file_path(file_path))
@@ -170,14 +182,14 @@ async def _write_node_file(
 
 @post("/nodes/{node_id:str}/{file_path:path}", status_code=204)
 async def append_node_file(
-    request: Request[Any, Any, Any], node_id: str, file_path: str
+    request: Request[Any, Any, Any], node_id: FromPath[str], file_path: FromPath[str]
 ) -> None:
     await _write_node_file(request, node_id, file_path, append=True)
 
 
 @put("/nodes/{node_id:str}/{file_path:path}", status_code=204)
 async def replace_node_file(
-    request: Request[Any, Any, Any], node_id: str, file_path: str
+    request: Request[Any, Any, Any], node_id: FromPath[str], file_path: FromPath[str]
 ) -> None:
     await _write_node_file(request, node_id, file_path, append=False)
 

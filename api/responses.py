@@ -32,7 +32,9 @@ def raw_json_response(
     text: str | bytes, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response[bytes]:
     body = text.encode() if isinstance(text, str) else text
-    return Response(content=body, status_code=status, media_type=JSON, headers=headers or {})
+    return Response(
+        content=body, status_code=status, media_type=JSON, headers=headers or {}
+    )
 
 
 async def read_json(request: Request[Any, Any, Any]) -> Any:
@@ -48,7 +50,9 @@ def query_value(request: Request[Any, Any, Any], name: str) -> str | None:
     if not values:
         return None
     if len(values) > 1:
-        raise ApiError(400, f"query parameter `{name}` is given more than once", field=name)
+        raise ApiError(
+            400, f"query parameter `{name}` is given more than once", field=name
+        )
     return values[0]
 
 
@@ -73,5 +77,8 @@ def query_bool(request: Request[Any, Any, Any], name: str) -> bool:
     if text in ("true", "1", ""):
         return True
     raise ApiError(
-        400, f"invalid `{name}` {text!r}: expected true or false", field=name, value=text
+        400,
+        f"invalid `{name}` {text!r}: expected true or false",
+        field=name,
+        value=text,
     )

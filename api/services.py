@@ -39,16 +39,22 @@ class Services:
         logs.apply(config.values)
         for warning in warnings:
             logger.warning(warning)
-        db = Database(data_dir / FILE_NAME, memory_limit_mb=config.get("storage.memoryLimitMB"))
+        db = Database(
+            data_dir / FILE_NAME, memory_limit_mb=config.get("storage.memoryLimitMB")
+        )
         jobs = JobStore(db)
         nodes = NodeStore(db)
         node_files = NodeFiles(data_dir / "nodes")
         sweeper = Sweeper(config, jobs, nodes, node_files)
-        services = cls(data_dir, clock, config, logs, db, jobs, nodes, node_files, sweeper)
+        services = cls(
+            data_dir, clock, config, logs, db, jobs, nodes, node_files, sweeper
+        )
         config.subscribe(services._on_config_change)
         return services
 
-    def _on_config_change(self, values: dict[str, Any], changed: tuple[str, ...]) -> None:
+    def _on_config_change(
+        self, values: dict[str, Any], changed: tuple[str, ...]
+    ) -> None:
         logger.bind(keys=",".join(changed)).info("configuration changed")
         if any(path.startswith("log.") for path in changed):
             self.logs.apply(values)

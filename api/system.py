@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, get
+from litestar.params import FromPath
 
 from api.errors import ApiError
 from api.responses import json_response, services_of
@@ -18,7 +19,7 @@ def health(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @get("/{name:str}", sync_to_thread=False)
-def log_file(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+def log_file(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[bytes]:
     """Serve `/<fileName>.log` and `/<fileName>-access.log`, the active files."""
     logs = services_of(request).logs
     if name == logs.server_log.name:

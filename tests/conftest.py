@@ -1,0 +1,175 @@
+"""Fixtures: the real server in a subprocess on 127.0.0.1, and the real app in-process.
+
+`server` starts `mmab-metrics serve` on a free loopback port with its own data
+directory and talks HTTP to it. `app` builds the same ASGI app in this
+process, on a real DuckDB file, with a frozen clock that tests move by hand
+and no background sweeps, so time-dependent rules run without sleeping.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from litestar.testing import TestClient
+
+from api.app import create_asgi
+from api.services import Services
+from mmab_metrics.clock import Clock
+from mmab_metrics.timecodec import parse_time
+
+_LISTENING = re.compile(r"listening on (\S+)")
+START_TIMEOUT_S = 60
+
+
+@dataclass
+class ServerProcess:
+    """One `mmab-metrics serve` subprocess and what it printed."""
+
+    data_dir: Path
+    now: str | None = None
+    frozen: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+    scheme: str = "http"
+    url: str = ""
+    process: subprocess.Popen[str] | None = None
+    output: list[str] = field(default_factory=list)
+
+    def start(self) -> ServerProcess:
+        command = [
+            sys.executable,
+            "-m",
+            "mmab_metrics.cli",
+            "serve",
+            "--addr",
+            f"{self.scheme}://127.0.0.1:0",
+            "--data-dir",
+            str(self.data_dir),
+        ]
+        if self.now is not None:
+            command += ["--now", self.now]
+            if self.frozen:
+                command.append("--frozen")
+        self.output = []
+        self.process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **self.env},
+        )
+        found = threading.Event()
+
+        def drain() -> None:
+            assert self.process is not None and self.process.stdout is not None
+            for line in self.process.stdout:
+                self.output.append(line)
+                match = _LISTENING.search(line)
+                if match and not found.is_set():
+                    self.url = match.group(1)
+                    found.set()
+            found.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        if not found.wait(START_TIMEOUT_S) or not self.url:
+            self.stop()
+            raise RuntimeError("server did not start:\n" + "".join(self.output))
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                if self.client().get("/health").status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise RuntimeError("server never answered /health:\n" + "".join(self.output))
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30, verify=False, **kwargs)
+
+    def stop(self) -> int:
+        """Stop the server with SIGTERM and return its exit code."""
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        code = self.process.returncode
+        self.process = None
+        return code
+
+    def restart(self) -> ServerProcess:
+        self.stop()
+        return self.start()
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[callable]:
+    started: list[ServerProcess] = []
+
+    def make(
+        now: str | None = "2025-03-16T12:00:00Z",
+        *,
+        frozen: bool = True,
+        data_dir: Path | None = None,
+        **kwargs: object,
+    ) -> ServerProcess:
+        directory = data_dir or tmp_path / f"data{len(started)}"
+        server = ServerProcess(directory, now=now, frozen=frozen, **kwargs)
+        started.append(server)
+        return server.start()
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(server_factory: callable) -> ServerProcess:
+    """A server on a fresh data directory, its clock frozen at 2025-03-16T12:00:00Z."""
+    return server_factory()
+
+
+@pytest.fixture
+def http(server: ServerProcess) -> Iterator[httpx.Client]:
+    with server.client() as client:
+        yield client
+
+
+@dataclass
+class InProcess:
+    """The app in this process, with its services and a frozen clock."""
+
+    services: Services
+    client: TestClient
+    clock: Clock
+
+    def set_now(self, text: str) -> None:
+        self.clock.set(parse_time(text))
+
+    def sweep(self) -> object:
+        return self.services.sweeper.run(self.clock.now_ns())
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[InProcess]:
+    clock = Clock(parse_time("2025-03-16T12:00:00Z"), frozen=True)
+    services = Services.open(tmp_path / "data", clock, stderr_log=False)
+    asgi = create_asgi(services, schedule=False)
+    with TestClient(app=asgi, base_url="http://127.0.0.1") as client:
+        yield InProcess(services, client, clock)
+    services.close()
+    services.logs.close()
