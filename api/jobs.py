@@ -110,11 +110,9 @@ async def post_job_events(
 
     ttls = services.sweeper.ttls()
     with services.db.lock:
+        # An expired job that the sweep has not deleted yet still merges late
+        # events; it stays hidden unless they make it current again.
         document = services.jobs.get(job_id)
-        if document is not None and services.jobs.is_expired(job_id, ttls, now):
-            # An expired job is gone: a new post starts a new job of that id.
-            services.jobs.delete(job_id)
-            document = None
         if document is None:
             if queue is None:
                 raise ApiError(

@@ -46,7 +46,8 @@ class JobStore:
         expired, params = _expiry_condition(ttls, now_ns)
         with self.db.cursor() as con:
             row = con.execute(
-                f"SELECT doc FROM jobs WHERE id = ? AND NOT {expired}", [job_id, *params]
+                f"SELECT doc FROM jobs WHERE id = ? AND NOT {expired}",
+                [job_id, *params],
             ).fetchone()
         return row[0] if row else None
 
@@ -69,14 +70,6 @@ class JobStore:
     def delete(self, job_id: str) -> None:
         with self.db.cursor() as con:
             con.execute("DELETE FROM jobs WHERE id = ?", [job_id])
-
-    def is_expired(self, job_id: str, ttls: Mapping[str, int], now_ns: int) -> bool:
-        expired, params = _expiry_condition(ttls, now_ns)
-        with self.db.cursor() as con:
-            row = con.execute(
-                f"SELECT {expired} FROM jobs WHERE id = ?", [*params, job_id]
-            ).fetchone()
-        return bool(row and row[0])
 
     def list(
         self, where: JobFilter, ttls: Mapping[str, int], now_ns: int
@@ -106,7 +99,9 @@ class JobStore:
             page += " OFFSET ?"
             page_params.append(where.offset)
         with self.db.cursor() as con:
-            total = con.execute(f"SELECT count(*) FROM jobs WHERE {sql_where}", params).fetchone()[0]
+            total = con.execute(
+                f"SELECT count(*) FROM jobs WHERE {sql_where}", params
+            ).fetchone()[0]
             rows = con.execute(
                 f"SELECT doc FROM jobs WHERE {sql_where} ORDER BY created_ns, id{page}",
                 params + page_params,
@@ -116,5 +111,7 @@ class JobStore:
     def delete_expired(self, ttls: Mapping[str, int], now_ns: int) -> int:
         expired, params = _expiry_condition(ttls, now_ns)
         with self.db.cursor() as con:
-            row = con.execute(f"DELETE FROM jobs WHERE {expired} RETURNING id", params).fetchall()
+            row = con.execute(
+                f"DELETE FROM jobs WHERE {expired} RETURNING id", params
+            ).fetchall()
         return len(row)
