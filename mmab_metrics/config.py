@@ -161,6 +161,10 @@ def _parse_go_bool(key: Key, text: str) -> bool:
     )
 
 
+def _int_range(key: Key) -> tuple[int, int]:
+    return key.minimum or 0, key.maximum or _INT64_MAX
+
+
 def _parse_int_text(key: Key, text: str) -> int:
     if not _DIGITS.fullmatch(text):
         raise ConfigError(
@@ -168,7 +172,17 @@ def _parse_int_text(key: Key, text: str) -> int:
             f"invalid value {text!r} for `{key.path}`: expected a whole number "
             "of decimal digits",
         )
-    return int(text)
+    digits = text.lstrip("0") or "0"
+    # Every bound fits in 19 digits. int() raises ValueError for a string of
+    # more than 4300 digits, the default limit of Python 3.11.
+    if len(digits) > 19:
+        low, high = _int_range(key)
+        raise ConfigError(
+            key.path,
+            f"invalid value for `{key.path}`: a number of {len(digits)} digits is "
+            f"out of range; it must be between {low} and {high}",
+        )
+    return int(digits)
 
 
 def _parse_duration_text(key: Key, text: str) -> int:
@@ -312,15 +326,21 @@ def parse_typed(key: Key, value: Any) -> Any:
 # ------------------------------------------------------------- validation --
 
 
+def _is_http_url(text: str) -> bool:
+    try:
+        parts = urlsplit(text)
+        # Both raise ValueError: urlsplit for a malformed IPv6 host such as
+        # `[::1`, and `port` for a port that is not a number from 0 to 65535.
+        _ = parts.port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def _check_url(key: Key, text: str, *, empty_ok: bool) -> None:
     if not text and empty_ok:
         return
-    parts = urlsplit(text)
-    try:
-        port = parts.port
-    except ValueError:
-        port = -1
-    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+    if not _is_http_url(text):
         raise ConfigError(
             key.path,
             f"invalid value {text!r} for `{key.path}`: expected an http:// or "
@@ -353,7 +373,7 @@ def check_value(key: Key, value: Any) -> None:
                 f"be at least {format_duration(key.minimum)}",
             )
     elif key.kind == "int":
-        low, high = key.minimum or 0, key.maximum or _INT64_MAX
+        low, high = _int_range(key)
         if not low <= value <= high:
             raise ConfigError(
                 key.path,
