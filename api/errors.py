@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import msgspec
@@ -19,6 +20,8 @@ from loguru import logger
 
 JSON = "application/json"
 _JSON_TYPES = ("application/json", "application/problem+json")
+# A JSON escape of a UTF-16 surrogate code unit, paired or not.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class ApiError(Exception):
@@ -121,7 +124,11 @@ def _finite_float(text: str) -> float:
 
 
 def parse_json(body: bytes, content_type: str | None) -> Any:
-    """Decode a JSON body strictly: no NaN, no Infinity, no numbers out of range."""
+    """Decode a JSON body strictly: no NaN, no Infinity, no numbers out of range.
+
+    Strings with an unpaired UTF-16 surrogate are rejected too, because they
+    cannot be encoded as UTF-8 into a response, a log or `config.json`.
+    """
     if content_type:
         media = content_type.split(";", 1)[0].strip().lower()
         if media not in _JSON_TYPES and media != "*/*":
@@ -134,8 +141,50 @@ def parse_json(body: bytes, content_type: str | None) -> Any:
             400, "missing request body: expected a JSON object", field="body"
         )
     try:
-        return json.loads(
+        value = json.loads(
             body, parse_constant=_reject_constant, parse_float=_finite_float
         )
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, f"invalid JSON body: {exc}", field="body") from None
+    if _may_contain_surrogates(body) and _contains_surrogate(value):
+        raise ApiError(
+            400,
+            "invalid JSON body: a string contains an unpaired UTF-16 surrogate, "
+            "which is not valid Unicode text",
+            field="body",
+        )
+    return value
+
+
+def _may_contain_surrogates(body: bytes) -> bool:
+    """Tell whether decoded strings of `body` could contain an unpaired surrogate.
+
+    json.loads turns a `\\ud800` escape without its pair, and surrogates
+    encoded in the bytes, into strings that cannot be encoded as UTF-8 again,
+    so storing or echoing them fails. This scan of the bytes is fast, and the
+    slower walk over the decoded value runs only when it returns True.
+    """
+    if _SURROGATE_ESCAPE.search(body):
+        return True
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def _contains_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
