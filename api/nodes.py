@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from typing import Any
+from urllib.parse import unquote
 
 from litestar import Request, Response, delete, get, post, put
 from litestar.params import FromPath
@@ -114,7 +115,7 @@ def list_nodes(request: Request[Any, Any, Any]) -> Response[Any]:
     if output == "csv":
         return Response(
             content=_csv(rows).encode(),
-            media_type="text/csv; charset=utf-8",
+            media_type="text/csv",  # Litestar appends "; charset=utf-8" to text types
             headers=headers,
         )
     return json_response(rows, headers=headers)
@@ -134,30 +135,47 @@ def list_node_files(
     return json_response(paths)
 
 
-def _file_path(file_path: str) -> str:
-    # Litestar hands a `path` parameter over with its leading slash.
-    return file_path[1:] if file_path.startswith("/") else file_path
+def _node_file_target(request: Request[Any, Any, Any]) -> tuple[str, str]:
+    """Split the request target, as the client sent it, into node id and file path.
+
+    Litestar routes on the percent-decoded path with repeated and trailing
+    slashes collapsed, so `/nodes/a//etc/x` and `/nodes/a/%2Fetc%2Fx` would
+    both reach a handler as `etc/x`. Reading `raw_path` instead rejects
+    empty segments and encoded slashes. The ASGI spec makes `raw_path`
+    optional: uvicorn sends it, and under a server that omits it every node
+    file path is 404.
+    """
+    raw = request.scope.get("raw_path")
+    root = request.scope.get("root_path", "").encode("ascii", "replace")
+    if not isinstance(raw, bytes):
+        raise _not_found_path(request)
+    # Some ASGI clients (Litestar's TestClient) leave the query in `raw_path`.
+    raw = raw.split(b"?", 1)[0]
+    if not raw.startswith(root + b"/nodes/"):
+        raise _not_found_path(request)
+    try:
+        encoded = raw[len(root) + len(b"/nodes/") :].decode("ascii").split("/")
+        segments = [unquote(part, errors="strict") for part in encoded]
+    except UnicodeDecodeError:
+        raise _not_found_path(request) from None
+    if len(segments) < 2 or any(not part or "/" in part for part in segments):
+        raise _not_found_path(request)
+    return segments[0], "/".join(segments[1:])
 
 
 @get("/nodes/{node_id:str}/{file_path:path}", sync_to_thread=False)
-def read_node_file(
-    request: Request[Any, Any, Any], node_id: FromPath[str], file_path: FromPath[str]
-) -> Response[bytes]:
-    content = services_of(request).node_files.read(node_id, _file_path(file_path))
+def read_node_file(request: Request[Any, Any, Any]) -> Response[bytes]:
+    node_id, file_path = _node_file_target(request)
+    content = services_of(request).node_files.read(node_id, file_path)
     if content is None:
         raise _not_found_path(request)
-    return Response(content=content, media_type="text/plain; charset=utf-8")
+    return Response(content=content, media_type="text/plain")
 
 
-async def _write_node_file(
-    request: Request[Any, Any, Any],
-    node_id: FromPath[str],
-    file_path: FromPath[str],
-    *,
-    append: bool,
-) -> None:
+async def _write_node_file(request: Request[Any, Any, Any], *, append: bool) -> None:
     services = services_of(request)
-    target = services.node_files.resolve(node_id, _file_path(file_path))
+    node_id, file_path = _node_file_target(request)
+    target = services.node_files.resolve(node_id, file_path)
     if target is None:
         raise _not_found_path(request)
     if services.nodes.get(node_id) is None:
@@ -176,22 +194,22 @@ async def _write_node_file(
         )
     except (IsADirectoryError, NotADirectoryError, FileExistsError):
         raise ApiError(
-            409, "the path names a folder of this node's files, not a file"
+            409,
+            f"file path {file_path!r} of node {node_id!r} conflicts with an existing"
+            " folder or file of that node. Use another path.",
+            field="filePath",
+            value=file_path,
         ) from None
 
 
 @post("/nodes/{node_id:str}/{file_path:path}", status_code=204)
-async def append_node_file(
-    request: Request[Any, Any, Any], node_id: FromPath[str], file_path: FromPath[str]
-) -> None:
-    await _write_node_file(request, node_id, file_path, append=True)
+async def append_node_file(request: Request[Any, Any, Any]) -> None:
+    await _write_node_file(request, append=True)
 
 
 @put("/nodes/{node_id:str}/{file_path:path}", status_code=204)
-async def replace_node_file(
-    request: Request[Any, Any, Any], node_id: FromPath[str], file_path: FromPath[str]
-) -> None:
-    await _write_node_file(request, node_id, file_path, append=False)
+async def replace_node_file(request: Request[Any, Any, Any]) -> None:
+    await _write_node_file(request, append=False)
 
 
 ROUTES = [

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
+import tempfile
 import threading
 from pathlib import Path
 
@@ -70,13 +72,17 @@ class NodeFiles:
         if target is None:
             return None
         try:
-            fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW)
+            # O_NONBLOCK keeps a FIFO planted in the folder from hanging the read.
+            fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
             return None
-        with os.fdopen(fd, "rb") as handle:
-            if not os.path.isfile(target):
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return None
-            return handle.read()
+            with os.fdopen(fd, "rb", closefd=False) as handle:
+                return handle.read()
+        finally:
+            os.close(fd)
 
     def write(
         self,
@@ -97,11 +103,16 @@ class NodeFiles:
             if append and target.exists():
                 old = target.read_bytes()
             content = _keep_newest(old + data, max_file_bytes)
-            tmp = target.with_name(f".upload-{target.name}")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(content)
-            os.replace(tmp, target)
+            # A short random name, because `.upload-<name>` exceeds NAME_MAX (255) for long names.
+            fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=target.parent)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    os.fchmod(handle.fileno(), 0o644)
+                    handle.write(content)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
             self._trim_node(node_id, target, max_total_bytes)
 
     def _trim_node(self, node_id: str, keep: Path, max_total_bytes: int) -> None:
