@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from mmab_metrics.jobs import ID_PATTERN
-from mmab_metrics.timecodec import TimeFormatError, parse_time
+from mmab_metrics.timecodec import TimeFormatError, format_time, parse_time
 
 
 class NodeError(ValueError):
@@ -44,19 +44,26 @@ CSV_COLUMNS = (
 )
 
 
+def _optional(raw: dict[str, Any], name: str, empty: Any) -> Any:
+    # Go's encoding/json sends a nil slice or pointer as `null` and reads
+    # `null` as "leave the zero value", so null is the field's empty form.
+    value = raw.get(name)
+    return empty if value is None else value
+
+
 def _invalid(field: str, value: Any, expected: str) -> NodeError:
     return NodeError(field, f"invalid `{field}` {json.dumps(value)}: expected {expected}")
 
 
 def _string(raw: dict[str, Any], name: str, prefix: str = "") -> str:
-    value = raw.get(name, "")
+    value = _optional(raw, name, "")
     if not isinstance(value, str):
         raise _invalid(prefix + name, value, "a string")
     return value
 
 
 def _count(raw: dict[str, Any], name: str) -> int:
-    value = raw.get(name, 0)
+    value = _optional(raw, name, 0)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_INT:
         raise _invalid(name, value, "a whole number, at least 0")
     return value
@@ -76,7 +83,7 @@ def parse_descriptor(raw: Any) -> dict[str, Any]:
             node_id,
             "1 to 128 of A-Z a-z 0-9 . _ -, starting with a letter or digit",
         )
-    ips = raw.get("ips", [])
+    ips = _optional(raw, "ips", [])
     if not isinstance(ips, list) or not all(isinstance(ip, str) for ip in ips):
         raise _invalid("ips", ips, "a list of strings")
 
@@ -89,15 +96,16 @@ def parse_descriptor(raw: Any) -> dict[str, Any]:
     descriptor["cpuVendor"] = _string(raw, "cpuVendor")
     descriptor["memoryInMB"] = _count(raw, "memoryInMB")
 
-    instance_raw = raw.get("instance", {})
+    instance_raw = _optional(raw, "instance", {})
     if not isinstance(instance_raw, dict):
         raise _invalid("instance", instance_raw, "an object")
     instance = {name: _string(instance_raw, name, "instance.") for name in _INSTANCE_STRINGS}
     if instance["createTime"]:
         try:
-            parse_time(instance["createTime"])
+            created_ns = parse_time(instance["createTime"])
         except TimeFormatError as exc:
             raise NodeError("instance.createTime", f"invalid `instance.createTime`: {exc}") from None
+        instance["createTime"] = format_time(created_ns)
     instance.update({k: v for k, v in instance_raw.items() if k not in instance})
     descriptor["instance"] = instance
 
