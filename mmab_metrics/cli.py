@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import platform
+import signal
 import socket
 import ssl
 import sys
@@ -192,11 +193,18 @@ def serve(args: argparse.Namespace) -> int:
         data_dir=str(data_dir), clock="frozen" if clock.frozen else "running"
     ).info("data directory {}", data_dir)
     logger.info("listening on {}", url)
+    # uvicorn re-raises the stop signal once it has shut down; with handlers
+    # of our own in place that re-raise returns here, so the store is closed.
+    stop_signals: list[int] = []
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda received, _frame: stop_signals.append(received))
     try:
         server.run(sockets=[sock])
     finally:
         services.close()
-        logger.info("stopped cleanly")
+        logger.bind(
+            signal=",".join(signal.Signals(n).name for n in stop_signals) or "-"
+        ).info("stopped cleanly")
         services.logs.close()
         lock.release()
     return 0

@@ -69,7 +69,9 @@ def _duration(path: str, default: str, minimum: int = 0, **kw: Any) -> Key:
     return Key(path, "duration", parse_duration(default), minimum=minimum, **kw)
 
 
-def _int(path: str, default: int, minimum: int = 0, maximum: int = 1 << 31, **kw: Any) -> Key:
+def _int(
+    path: str, default: int, minimum: int = 0, maximum: int = 1 << 31, **kw: Any
+) -> Key:
     return Key(path, "int", default, minimum=minimum, maximum=maximum, **kw)
 
 
@@ -215,11 +217,13 @@ def _parse_map_text(key: Key, text: str) -> dict[str, str]:
             )
         if not name:
             raise ConfigError(
-                key.path, f"invalid value {text!r} for `{key.path}`: empty key in {pair!r}"
+                key.path,
+                f"invalid value {text!r} for `{key.path}`: empty key in {pair!r}",
             )
         if name in result:
             raise ConfigError(
-                key.path, f"invalid value {text!r} for `{key.path}`: duplicate key {name!r}"
+                key.path,
+                f"invalid value {text!r} for `{key.path}`: duplicate key {name!r}",
             )
         result[name] = value.strip()
     return result
@@ -277,7 +281,7 @@ def parse_typed(key: Key, value: Any) -> Any:
     """Parse a typed JSON value, as `config.json` and the typed updates hold it."""
     if key.kind == "duration":
         if not isinstance(value, str):
-            raise _type_error(key, value, "a Go duration string such as \"5m\"")
+            raise _type_error(key, value, 'a Go duration string such as "5m"')
         return _parse_duration_text(key, value)
     if key.kind == "bool":
         if not isinstance(value, bool):
@@ -401,7 +405,11 @@ def check_value(key: Key, value: Any) -> None:
     if key.path == "security.cognito.jwksURL":
         _check_url(key, value, empty_ok=True)
         parts = urlsplit(value)
-        if value and parts.scheme == "http" and not _is_loopback_host(parts.hostname or ""):
+        if (
+            value
+            and parts.scheme == "http"
+            and not _is_loopback_host(parts.hostname or "")
+        ):
             raise ConfigError(
                 key.path,
                 f"invalid value {value!r} for `{key.path}`: http:// is allowed only "
@@ -558,7 +566,9 @@ def apply_kv(current: Mapping[str, Any], kv_map: Any) -> Change:
 def apply_typed(current: Mapping[str, Any], section: str, body: Any) -> Change:
     """Validate and apply a typed partial update of one section."""
     if not isinstance(body, dict):
-        raise ConfigError(section, f"invalid body: expected a JSON object of `{section}` keys")
+        raise ConfigError(
+            section, f"invalid body: expected a JSON object of `{section}` keys"
+        )
     updates: dict[str, Any] = {}
     for name, value in body.items():
         path = f"{section}.{name}"
@@ -632,7 +642,9 @@ class ConfigStore:
     def document(self) -> dict[str, Any]:
         return render(self._values)
 
-    def subscribe(self, listener: Callable[[dict[str, Any], tuple[str, ...]], None]) -> None:
+    def subscribe(
+        self, listener: Callable[[dict[str, Any], tuple[str, ...]], None]
+    ) -> None:
         """Call `listener(values, changed)` after every accepted change."""
         self._listeners.append(listener)
 
@@ -651,7 +663,9 @@ class ConfigStore:
     def _write(self, values: Mapping[str, Any]) -> None:
         text = json.dumps(render(values), indent=2, ensure_ascii=False) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".config.", suffix=".tmp", dir=self.path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=".config.", suffix=".tmp", dir=self.path.parent
+        )
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)

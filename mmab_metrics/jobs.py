@@ -38,7 +38,11 @@ STATUSES = frozenset(
     }
 )
 # Statuses after which a job expires, mapped to the TTL key that governs them.
-EXPIRING = {"Succeeded": "job.successTTL", "Failed": "job.failureTTL", "Stopped": "job.failureTTL"}
+EXPIRING = {
+    "Succeeded": "job.successTTL",
+    "Failed": "job.failureTTL",
+    "Stopped": "job.failureTTL",
+}
 
 _STRING_FIELDS = ("eventType", "nodeOid", "containerId", "batchJobId", "volumnId")
 
@@ -82,7 +86,9 @@ def _canonical(value: Any) -> Any:
 
 def make_event(data: dict[str, Any], time_ns: int) -> Event:
     identity = json.dumps(
-        _canonical({**data, "timestamp": time_ns}), sort_keys=True, separators=(",", ":")
+        _canonical({**data, "timestamp": time_ns}),
+        sort_keys=True,
+        separators=(",", ":"),
     )
     return Event(time_ns, data, identity)
 
@@ -107,7 +113,9 @@ def parse_event(raw: Any, index: int, now_ns: int) -> Event:
     try:
         time_ns = parse_time(stamp)
     except TimeFormatError as exc:
-        raise EventError(f"{where}.timestamp", f"invalid `{where}.timestamp`: {exc}") from None
+        raise EventError(
+            f"{where}.timestamp", f"invalid `{where}.timestamp`: {exc}"
+        ) from None
     if time_ns > now_ns + MAX_FUTURE_NS:
         raise EventError(
             f"{where}.timestamp",
@@ -183,7 +191,9 @@ def view(job_id: str, queue: str, events: list[Event]) -> dict[str, Any]:
 
 def events_from_view(document: dict[str, Any]) -> list[Event]:
     """Rebuild the stored events of a job document."""
-    return [make_event(data, parse_time(data["timestamp"])) for data in document["events"]]
+    return [
+        make_event(data, parse_time(data["timestamp"])) for data in document["events"]
+    ]
 
 
 def parse_post(body: Any, now_ns: int) -> tuple[str | None, list[Event]]:
@@ -199,5 +209,7 @@ def parse_post(body: Any, now_ns: int) -> tuple[str | None, list[Event]]:
         )
     events = body.get("events")
     if not isinstance(events, list) or not events:
-        raise EventError("events", "missing or empty `events`: expected a list of events")
+        raise EventError(
+            "events", "missing or empty `events`: expected a list of events"
+        )
     return queue, [parse_event(raw, i, now_ns) for i, raw in enumerate(events)]

@@ -20,7 +20,14 @@ class NodeError(ValueError):
 
 # The spec's node object, in its order, with the empty form of each field.
 _STRINGS = ("hostName", "cloud", "arch", "cpuModel", "cpuVendor")
-_INSTANCE_STRINGS = ("zone", "instanceId", "instanceType", "region", "createTime", "payType")
+_INSTANCE_STRINGS = (
+    "zone",
+    "instanceId",
+    "instanceType",
+    "region",
+    "createTime",
+    "payType",
+)
 _MAX_INT = (1 << 53) - 1
 
 CSV_COLUMNS = (
@@ -52,7 +59,9 @@ def _optional(raw: dict[str, Any], name: str, empty: Any) -> Any:
 
 
 def _invalid(field: str, value: Any, expected: str) -> NodeError:
-    return NodeError(field, f"invalid `{field}` {json.dumps(value)}: expected {expected}")
+    return NodeError(
+        field, f"invalid `{field}` {json.dumps(value)}: expected {expected}"
+    )
 
 
 def _string(raw: dict[str, Any], name: str, prefix: str = "") -> str:
@@ -64,7 +73,11 @@ def _string(raw: dict[str, Any], name: str, prefix: str = "") -> str:
 
 def _count(raw: dict[str, Any], name: str) -> int:
     value = _optional(raw, name, 0)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_INT:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 0 <= value <= _MAX_INT
+    ):
         raise _invalid(name, value, "a whole number, at least 0")
     return value
 
@@ -99,12 +112,16 @@ def parse_descriptor(raw: Any) -> dict[str, Any]:
     instance_raw = _optional(raw, "instance", {})
     if not isinstance(instance_raw, dict):
         raise _invalid("instance", instance_raw, "an object")
-    instance = {name: _string(instance_raw, name, "instance.") for name in _INSTANCE_STRINGS}
+    instance = {
+        name: _string(instance_raw, name, "instance.") for name in _INSTANCE_STRINGS
+    }
     if instance["createTime"]:
         try:
             created_ns = parse_time(instance["createTime"])
         except TimeFormatError as exc:
-            raise NodeError("instance.createTime", f"invalid `instance.createTime`: {exc}") from None
+            raise NodeError(
+                "instance.createTime", f"invalid `instance.createTime`: {exc}"
+            ) from None
         instance["createTime"] = format_time(created_ns)
     instance.update({k: v for k, v in instance_raw.items() if k not in instance})
     descriptor["instance"] = instance
@@ -124,5 +141,7 @@ def finished_at(last_heartbeat_ns: int, left_ns: int | None, ttl_ns: int) -> int
     return expiry
 
 
-def is_live(last_heartbeat_ns: int, left_ns: int | None, ttl_ns: int, now_ns: int) -> bool:
+def is_live(
+    last_heartbeat_ns: int, left_ns: int | None, ttl_ns: int, now_ns: int
+) -> bool:
     return now_ns < finished_at(last_heartbeat_ns, left_ns, ttl_ns)

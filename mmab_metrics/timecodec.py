@@ -55,7 +55,9 @@ def _civil_from_days(days: int) -> tuple[int, int, int]:
         day_of_era - day_of_era // 1460 + day_of_era // 36_524 - day_of_era // 146_096
     ) // 365
     year = year_of_era + era * 400
-    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    day_of_year = day_of_era - (
+        365 * year_of_era + year_of_era // 4 - year_of_era // 100
+    )
     mp = (5 * day_of_year + 2) // 153
     day = day_of_year - (153 * mp + 2) // 5 + 1
     month = mp + (3 if mp < 10 else -9)

@@ -43,7 +43,9 @@ class NodeStore:
             ).fetchall()
             if rows:
                 return True
-            exists = con.execute("SELECT 1 FROM nodes WHERE id = ?", [node_id]).fetchone()
+            exists = con.execute(
+                "SELECT 1 FROM nodes WHERE id = ?", [node_id]
+            ).fetchone()
         return exists is not None
 
     def get(self, node_id: str) -> NodeRecord | None:

@@ -32,7 +32,11 @@ class SweepReport:
 
 class Sweeper:
     def __init__(
-        self, config: ConfigStore, jobs: JobStore, nodes: NodeStore, node_files: NodeFiles
+        self,
+        config: ConfigStore,
+        jobs: JobStore,
+        nodes: NodeStore,
+        node_files: NodeFiles,
     ) -> None:
         self.config = config
         self.jobs = jobs
@@ -68,7 +72,9 @@ class Sweeper:
             at = finished_at(node.last_heartbeat_ns, node.left_ns, ttl)
             if at <= now_ns and (since is None or at > since):
                 finished.append(node.id)
-                reason = "left" if node.left_ns is not None and node.left_ns <= at else "ttl"
+                reason = (
+                    "left" if node.left_ns is not None and node.left_ns <= at else "ttl"
+                )
                 logger.bind(node=node.id, at=format_time(at), reason=reason).info(
                     "node finished"
                 )

@@ -41,6 +41,7 @@ class ServerProcess:
     frozen: bool = True
     env: dict[str, str] = field(default_factory=dict)
     scheme: str = "http"
+    pass_data_dir: bool = True
     url: str = ""
     process: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
@@ -53,9 +54,9 @@ class ServerProcess:
             "serve",
             "--addr",
             f"{self.scheme}://127.0.0.1:0",
-            "--data-dir",
-            str(self.data_dir),
         ]
+        if self.pass_data_dir:
+            command += ["--data-dir", str(self.data_dir)]
         if self.now is not None:
             command += ["--now", self.now]
             if self.frozen:
@@ -87,8 +88,9 @@ class ServerProcess:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             try:
-                if self.client().get("/health").status_code == 200:
-                    return self
+                with self.client() as probe:
+                    if probe.get("/health").status_code == 200:
+                        return self
             except httpx.TransportError:
                 time.sleep(0.05)
         raise RuntimeError("server never answered /health:\n" + "".join(self.output))
