@@ -13,6 +13,7 @@ from loguru import logger
 
 from api import config as config_routes
 from api import jobs as job_routes
+from api import metrics as metric_routes
 from api import nodes as node_routes
 from api import system as system_routes
 from api.access import AccessLog
@@ -41,6 +42,7 @@ class Schedule:
         values = self.services.config.values
         return {
             "jobs": values["job.retentionInterval"] / 1e9,
+            "metrics": values["job.retentionInterval"] / 1e9,
             "node_files": values["node.cleanLogInterval"] / 1e9,
             "nodes": _NODE_CHECK_NS / 1e9,
         }
@@ -96,6 +98,7 @@ def create_app(services: Services, *, schedule: bool = True) -> Litestar:
             *config_routes.ROUTES,
             *node_routes.ROUTES,
             *job_routes.ROUTES,
+            *metric_routes.ROUTES,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         state=State({"services": services}),

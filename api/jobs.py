@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import polars as pl
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
 from loguru import logger
@@ -17,8 +18,31 @@ from api.responses import (
     services_of,
 )
 from mmab_metrics import jobs as job_rules
+from mmab_metrics.metrics import SYSTEM_TOTAL, DerivedPoint, derive, queue_object
 from mmab_metrics.timecodec import TimeFormatError, parse_query_time
 from storage.jobs import JobFilter
+
+
+def job_points(job_id: str, queue: str, points: list[DerivedPoint]) -> pl.DataFrame:
+    """Put a job's derived points on `system-total`, its queue and `job-<id>`."""
+    objects = (SYSTEM_TOTAL, queue_object(queue), f"job-{job_id}")
+    rows = [(p.short, obj, p.time_ns, p.value) for p in points for obj in objects]
+    return pl.DataFrame(
+        {
+            "short": [r[0] for r in rows],
+            "object": [r[1] for r in rows],
+            "time_ns": [r[2] for r in rows],
+            "value": [r[3] for r in rows],
+            "source": [job_id] * len(rows),
+        },
+        schema={
+            "short": pl.String,
+            "object": pl.String,
+            "time_ns": pl.Int64,
+            "value": pl.Float64,
+            "source": pl.String,
+        },
+    )
 
 
 def _time_param(request: Request[Any, Any, Any], name: str) -> int | None:
@@ -140,7 +164,20 @@ async def post_job_events(
             return raw_json_response(text or "")
         assert queue is not None
         view = job_rules.view(job_id, queue, merged)
-        text = services.jobs.put(view, merged[0].time_ns, merged[-1].time_ns)
+        stored: list[str] = []
+
+        def store_job() -> None:
+            stored.append(
+                services.jobs.put(view, merged[0].time_ns, merged[-1].time_ns)
+            )
+
+        services.points.replace_source(
+            job_points(job_id, queue, derive(merged)),
+            job_points(job_id, queue, derive(events)),
+            now,
+            before_commit=store_job,
+        )
+        text = stored[0]
     logger.bind(job=job_id, added=added, status=view["status"]).debug(
         "job events stored"
     )

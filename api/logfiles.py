@@ -94,6 +94,8 @@ class LogFiles:
                     level=level,
                     format=_format,
                     filter=not_access,
+                    backtrace=False,
+                    diagnose=False,
                     rotation=max_size_mb * _MB,
                     retention=retention,
                     encoding="utf-8",
@@ -113,7 +115,12 @@ class LogFiles:
             if self.stderr:
                 self._sink_ids.append(
                     logger.add(
-                        sys.stderr, level=level, format=_format, filter=not_access
+                        sys.stderr,
+                        level=level,
+                        format=_format,
+                        filter=not_access,
+                        backtrace=False,
+                        diagnose=False,
                     )
                 )
             for sink_id in old_ids:

@@ -11,10 +11,13 @@ from loguru import logger
 from api.logfiles import LogFiles
 from mmab_metrics.clock import Clock
 from mmab_metrics.config import ConfigStore
+from mmab_metrics.rollup import levels_from_config
 from storage.database import FILE_NAME, Database
+from storage.definitions import DefinitionStore
 from storage.jobs import JobStore
 from storage.nodefiles import NodeFiles
 from storage.nodes import NodeStore
+from storage.points import PointStore
 from storage.sweep import Sweeper
 
 
@@ -28,6 +31,8 @@ class Services:
     jobs: JobStore
     nodes: NodeStore
     node_files: NodeFiles
+    definitions: DefinitionStore
+    points: PointStore
     sweeper: Sweeper
 
     @classmethod
@@ -45,9 +50,25 @@ class Services:
         jobs = JobStore(db)
         nodes = NodeStore(db)
         node_files = NodeFiles(data_dir / "nodes")
-        sweeper = Sweeper(config, jobs, nodes, node_files)
+        definitions = DefinitionStore(db)
+        points = PointStore(
+            db,
+            levels_from_config(config.get("metrics.levels")),
+            lambda: config.get("metrics.rawRetention"),
+        )
+        sweeper = Sweeper(config, jobs, nodes, node_files, points)
         services = cls(
-            data_dir, clock, config, logs, db, jobs, nodes, node_files, sweeper
+            data_dir,
+            clock,
+            config,
+            logs,
+            db,
+            jobs,
+            nodes,
+            node_files,
+            definitions,
+            points,
+            sweeper,
         )
         config.subscribe(services._on_config_change)
         return services

@@ -30,6 +30,25 @@ MIGRATIONS: tuple[str, ...] = (
         left_ns BIGINT
     );
     """,
+    """
+    CREATE TABLE metric_defs (
+        short VARCHAR PRIMARY KEY,
+        description VARCHAR NOT NULL,
+        labels VARCHAR NOT NULL,
+        aggregate VARCHAR NOT NULL
+    );
+    CREATE TABLE series (
+        series_id INTEGER PRIMARY KEY,
+        short VARCHAR NOT NULL,
+        object VARCHAR NOT NULL
+    );
+    CREATE TABLE raw (
+        series_id INTEGER NOT NULL,
+        time_ns BIGINT NOT NULL,
+        value DOUBLE NOT NULL,
+        source VARCHAR NOT NULL
+    );
+    """,
 )
 
 FILE_NAME = "mmab.duckdb"

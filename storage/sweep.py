@@ -17,8 +17,9 @@ from mmab_metrics.timecodec import format_time
 from storage.jobs import JobStore
 from storage.nodefiles import NodeFiles
 from storage.nodes import NodeStore
+from storage.points import PointStore
 
-RULES = ("jobs", "nodes", "node_files")
+RULES = ("jobs", "metrics", "nodes", "node_files")
 
 
 @dataclass
@@ -26,6 +27,7 @@ class SweepReport:
     """What one sweep did."""
 
     jobs_deleted: int = 0
+    metrics_deleted: dict[str, int] = field(default_factory=dict)
     nodes_finished: list[str] = field(default_factory=list)
     node_files_deleted: list[str] = field(default_factory=list)
 
@@ -37,8 +39,10 @@ class Sweeper:
         jobs: JobStore,
         nodes: NodeStore,
         node_files: NodeFiles,
+        points: PointStore,
     ) -> None:
         self.config = config
+        self.points = points
         self.jobs = jobs
         self.nodes = nodes
         self.node_files = node_files
@@ -56,6 +60,10 @@ class Sweeper:
             report.jobs_deleted = self.jobs.delete_expired(self.ttls(), now_ns)
             if report.jobs_deleted:
                 logger.bind(count=report.jobs_deleted).info("expired jobs deleted")
+        if "metrics" in rules:
+            report.metrics_deleted = self.points.apply_retention(now_ns)
+        if "metrics" in rules:
+            report.metrics_deleted = self.points.apply_retention(now_ns)
         if "nodes" in rules:
             report.nodes_finished = self._log_finished_nodes(now_ns)
         if "node_files" in rules:

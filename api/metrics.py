@@ -1,0 +1,606 @@
+"""Routes for metrics: definitions, ingestion, values per series, and summaries."""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+import msgspec
+import polars as pl
+import pyarrow as pa
+import pyarrow.ipc
+from litestar import Request, Response, get, post, put
+from litestar.params import FromPath
+from loguru import logger
+
+from api.errors import ApiError, read_body
+from api.responses import json_response, query_value, read_json, services_of
+from mmab_metrics.durations import DurationError, format_duration, parse_duration
+from mmab_metrics.jobs import MAX_FUTURE_NS
+from mmab_metrics.metrics import (
+    AGGREGATES,
+    SYSTEM_TOTAL,
+    Definition,
+    is_valid_object_id,
+    is_valid_short_name,
+    object_document,
+    short_name,
+)
+from mmab_metrics.rollup import IntervalError, ceil_to, floor_to, serving_level
+from mmab_metrics.timecodec import (
+    MAX_NS,
+    MIN_NS,
+    TimeFormatError,
+    format_time,
+    parse_query_time,
+    parse_time,
+)
+from storage.definitions import DefinitionConflict
+
+_MB = 1024 * 1024
+_DAY_NS = 86_400 * 1_000_000_000
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+NDJSON = "application/x-ndjson"
+
+
+def _definition(request: Request[Any, Any, Any], definition_id: str) -> Definition:
+    definition = services_of(request).definitions.get(short_name(definition_id))
+    if definition is None:
+        raise ApiError(
+            404,
+            f"metric definition {definition_id!r} not found",
+            field="definitionID",
+            value=definition_id,
+        )
+    return definition
+
+
+def _time_param(request: Request[Any, Any, Any], name: str) -> int | None:
+    text = query_value(request, name)
+    if text is None:
+        return None
+    try:
+        return parse_query_time(text)
+    except TimeFormatError as exc:
+        raise ApiError(
+            400, f"invalid `{name}`: {exc}", field=name, value=text
+        ) from None
+
+
+def _interval_param(request: Request[Any, Any, Any]) -> int | None:
+    text = query_value(request, "interval")
+    if text is None:
+        return None
+    try:
+        interval = parse_duration(text)
+    except DurationError as exc:
+        raise ApiError(
+            400, f"invalid `interval`: {exc}", field="interval", value=text
+        ) from None
+    if interval <= 0:
+        raise ApiError(
+            400,
+            f"invalid `interval` {text!r}: must be positive",
+            field="interval",
+            value=text,
+        )
+    return interval
+
+
+def _value_expression(aggregate: str) -> pl.Expr:
+    if aggregate == "avg":
+        return pl.col("sum") / pl.col("count")
+    return pl.col(aggregate)
+
+
+def _level_documents(request: Request[Any, Any, Any]) -> list[dict[str, str]]:
+    return [
+        {"interval": level.name, "retention": format_duration(level.retention_ns)}
+        for level in services_of(request).points.levels
+    ]
+
+
+# ------------------------------------------------------------------ reads --
+
+
+@get("/api/v1/metric", sync_to_thread=False)
+def list_metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    services = services_of(request)
+    levels = _level_documents(request)
+    pairs = {(short, obj) for short, obj, _ in services.points.all_series()}
+    pairs |= {(d.short, SYSTEM_TOTAL) for d in services.definitions.all() if d.builtin}
+    metrics = []
+    for short, obj in sorted(pairs):
+        definition = services.definitions.get(short)
+        if definition is None:
+            continue
+        metrics.append(
+            {
+                "name": definition.description,
+                "id": f"{definition.id}.{obj}",
+                "definition": {
+                    "id": definition.id,
+                    "description": definition.description,
+                    "labels": list(definition.labels),
+                },
+                "object": object_document(obj),
+                "levels": levels,
+            }
+        )
+    return json_response(metrics)
+
+
+def _render_points(frame: pl.DataFrame) -> str:
+    """Render `bucket_ns` and `value` columns as the JSON list of points."""
+    if frame.is_empty():
+        return "[]"
+    has_fraction = bool((frame["bucket_ns"] % 1_000_000_000 != 0).any())
+    if has_fraction:
+        times = pl.Series([format_time(t) for t in frame["bucket_ns"].to_list()])
+    else:
+        times = (
+            frame["bucket_ns"].cast(pl.Datetime("ns")).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        )
+    text = (
+        pl.DataFrame({"t": times, "v": frame["value"]})
+        .select(
+            pl.concat_str(
+                [
+                    pl.lit('{"time":"'),
+                    pl.col("t"),
+                    pl.lit('","value":'),
+                    pl.col("v").cast(pl.String),
+                    pl.lit("}"),
+                ]
+            ).str.join(",")
+        )
+        .item()
+    )
+    return f"[{text}]"
+
+
+@get("/api/v1/metricValue/{object_id:str}/{definition_id:str}", sync_to_thread=False)
+def metric_values(
+    request: Request[Any, Any, Any],
+    object_id: FromPath[str],
+    definition_id: FromPath[str],
+) -> Response[bytes]:
+    services = services_of(request)
+    definition = _definition(request, definition_id)
+    now = services.clock.now_ns()
+    interval = _interval_param(request)
+    start = _time_param(request, "start")
+    end = _time_param(request, "end")
+    if end is None:
+        end = now
+    try:
+        level = serving_level(services.points.levels, interval, start, now)
+    except IntervalError as exc:
+        raise ApiError(
+            400,
+            f"invalid `interval`: {exc}",
+            field="interval",
+            value=query_value(request, "interval"),
+        ) from None
+    step = interval or level.interval_ns
+    if start is None:
+        start = max(end - level.retention_ns, MIN_NS)
+    if start >= end:
+        raise ApiError(
+            400,
+            f"invalid range: `start` {format_time(start)} must be before `end` "
+            f"{format_time(end)}",
+            field="start",
+        )
+
+    metadata: dict[str, str] = {"interval": level.name}
+    retained = level.retained_from(now)
+    if retained > start:
+        metadata["retainedFrom"] = format_time(retained)
+
+    series_id = services.points.series_id(definition.short, object_id)
+    points = "[]"
+    if series_id is not None:
+        lo = max(floor_to(start, step), retained)
+        hi = min(ceil_to(end, step), MAX_NS)
+        table = services.points.buckets(level, series_id, lo, hi)
+        frame = pl.from_arrow(table)
+        if frame.height:
+            if step != level.interval_ns:
+                frame = (
+                    frame.with_columns(
+                        bucket_ns=pl.col("bucket_ns") - pl.col("bucket_ns") % step
+                    )
+                    .group_by("bucket_ns", maintain_order=True)
+                    .agg(
+                        count=pl.col("count").sum(),
+                        sum=pl.col("sum").sum(),
+                        min=pl.col("min").min(),
+                        max=pl.col("max").max(),
+                        last=pl.col("last").sort_by("last_ns").last(),
+                    )
+                )
+            frame = frame.select(
+                "bucket_ns", value=_value_expression(definition.aggregate)
+            )
+            points = _render_points(frame)
+    body = (
+        '{"id":'
+        + msgspec.json.encode(f"{definition.id}.{object_id}").decode()
+        + ',"points":'
+        + points
+        + ',"metaData":'
+        + msgspec.json.encode(metadata).decode()
+        + "}"
+    )
+    return Response(content=body.encode(), media_type="application/json")
+
+
+@get("/api/v1/metrics/summary", sync_to_thread=False)
+def metrics_summary(request: Request[Any, Any, Any]) -> Response[bytes]:
+    services = services_of(request)
+    now = services.clock.now_ns()
+    end = _time_param(request, "end")
+    if end is None:
+        end = now
+    start = _time_param(request, "start")
+    if start is None:
+        start = max(end - _DAY_NS, MIN_NS)
+    if start >= end:
+        raise ApiError(
+            400,
+            f"invalid range: `start` {format_time(start)} must be before `end` "
+            f"{format_time(end)}",
+            field="start",
+        )
+    wanted = request.query_params.getall("definition", [])
+    if wanted:
+        definitions = [_definition(request, name) for name in wanted]
+    else:
+        definitions = services.definitions.all()
+
+    segments = services.points.summary_segments(start, end, now)
+    items: dict[str, list[dict[str, Any]]] = {}
+    for definition in dict.fromkeys(definitions):
+        queues = {
+            sid: obj[len("queue-") :]
+            for short, obj, sid in services.points.all_series()
+            if short == definition.short and obj.startswith("queue-") and len(obj) > 6
+        }
+        if not queues:
+            continue
+        summary = services.points.segment_summaries(queues, segments)
+        if summary.is_empty():
+            continue
+        summary = summary.with_columns(value=_value_expression(definition.aggregate))
+        rows = sorted(
+            (queues[sid], value, last_ns)
+            for sid, value, last_ns in summary.select(
+                "series_id", "value", "last_ns"
+            ).iter_rows()
+        )
+        items[definition.short] = [
+            {
+                "id": definition.short,
+                "point": {"time": format_time(last_ns), "value": value},
+                "metaData": {"queueName": queue},
+            }
+            for queue, value, last_ns in rows
+        ]
+    return json_response({"items": items})
+
+
+# ----------------------------------------------------------------- writes --
+
+
+def _check_time(now: int, time_ns: int, where: str) -> None:
+    if time_ns > now + MAX_FUTURE_NS:
+        raise ApiError(
+            400,
+            f"invalid `{where}` {format_time(time_ns)}: more than 5 minutes ahead of the "
+            f"server clock ({format_time(now)})",
+            field=where,
+        )
+
+
+def _check_value(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ApiError(
+            400,
+            f"invalid `{where}` {msgspec.json.encode(value).decode()}: expected a number",
+            field=where,
+        )
+    result = float(value)
+    if not math.isfinite(result):
+        raise ApiError(400, f"invalid `{where}`: not a finite number", field=where)
+    return result
+
+
+@post("/api/v1/metricValue/{object_id:str}/{definition_id:str}", status_code=200)
+async def ingest_series(
+    request: Request[Any, Any, Any],
+    object_id: FromPath[str],
+    definition_id: FromPath[str],
+) -> Response[bytes]:
+    services = services_of(request)
+    definition = _definition(request, definition_id)
+    if not is_valid_object_id(object_id):
+        raise ApiError(
+            400,
+            f"invalid object id {object_id!r}: expected 1 to 140 of A-Z a-z 0-9 . _ -, "
+            "starting with a letter or digit",
+            field="objectID",
+            value=object_id,
+        )
+    body = await read_json(request)
+    if not isinstance(body, dict) or not isinstance(body.get("points"), list):
+        raise ApiError(
+            400,
+            'missing `points`: expected {"points": [{"time": ..., "value": ...}]}',
+            field="points",
+        )
+    now = services.clock.now_ns()
+    times, values = [], []
+    for index, point in enumerate(body["points"]):
+        where = f"points[{index}]"
+        if not isinstance(point, dict):
+            raise ApiError(400, f"invalid `{where}`: expected an object", field=where)
+        if "time" not in point or "value" not in point:
+            raise ApiError(
+                400, f"invalid `{where}`: needs `time` and `value`", field=where
+            )
+        try:
+            time_ns = parse_time(point["time"])
+        except TimeFormatError as exc:
+            raise ApiError(
+                400, f"invalid `{where}.time`: {exc}", field=f"{where}.time"
+            ) from None
+        _check_time(now, time_ns, f"{where}.time")
+        times.append(time_ns)
+        values.append(_check_value(point["value"], f"{where}.value"))
+    frame = pl.DataFrame(
+        {
+            "short": [definition.short] * len(times),
+            "object": [object_id] * len(times),
+            "time_ns": times,
+            "value": values,
+            "source": [""] * len(times),
+        },
+        schema={
+            "short": pl.String,
+            "object": pl.String,
+            "time_ns": pl.Int64,
+            "value": pl.Float64,
+            "source": pl.String,
+        },
+    )
+    accepted = services.points.write(frame, now)
+    return json_response({"accepted": accepted})
+
+
+class _Row(msgspec.Struct, forbid_unknown_fields=False):
+    definition: str
+    object: str
+    time: str
+    value: float
+
+
+def _bulk_frame_from_ndjson(body: bytes) -> pl.DataFrame:
+    decoder = msgspec.json.Decoder(_Row)
+    shorts, objects, times, values = [], [], [], []
+    cache: dict[str, int] = {}
+    for index, line in enumerate(body.split(b"\n")):
+        if not line.strip():
+            continue
+        try:
+            row = decoder.decode(line)
+        except msgspec.DecodeError as exc:
+            raise ApiError(
+                400, f"invalid row {index}: {exc}", field="row", value=index
+            ) from None
+        time_ns = cache.get(row.time)
+        if time_ns is None:
+            try:
+                time_ns = parse_time(row.time)
+            except TimeFormatError as exc:
+                raise ApiError(
+                    400, f"invalid row {index}: {exc}", field="row", value=index
+                ) from None
+            cache[row.time] = time_ns
+        shorts.append(row.definition)
+        objects.append(row.object)
+        times.append(time_ns)
+        values.append(row.value)
+    return pl.DataFrame(
+        {"definition": shorts, "object": objects, "time_ns": times, "value": values},
+        schema={
+            "definition": pl.String,
+            "object": pl.String,
+            "time_ns": pl.Int64,
+            "value": pl.Float64,
+        },
+    )
+
+
+def _bulk_frame_from_arrow(body: bytes) -> pl.DataFrame:
+    try:
+        table = pyarrow.ipc.open_stream(io.BytesIO(body)).read_all()
+    except (pa.ArrowInvalid, OSError, ValueError) as exc:
+        raise ApiError(400, f"invalid Arrow IPC stream: {exc}", field="body") from None
+    for name in ("definition", "object", "time", "value"):
+        if name not in table.column_names:
+            raise ApiError(
+                400, f"missing column `{name}` in the Arrow stream", field=name
+            )
+    time_column = table.column("time")
+    if pa.types.is_timestamp(time_column.type):
+        if time_column.type.unit != "ns" or time_column.type.tz not in (
+            "UTC",
+            "+00:00",
+        ):
+            raise ApiError(
+                400,
+                f"invalid column `time` of type {time_column.type}: expected "
+                "timestamp[ns, UTC] or int64 nanoseconds",
+                field="time",
+            )
+        time_column = time_column.cast(pa.int64())
+    elif not pa.types.is_int64(time_column.type):
+        raise ApiError(
+            400,
+            f"invalid column `time` of type {time_column.type}: expected "
+            "timestamp[ns, UTC] or int64 nanoseconds",
+            field="time",
+        )
+    for name in ("definition", "object"):
+        kind = table.column(name).type
+        if not (
+            pa.types.is_string(kind)
+            or pa.types.is_large_string(kind)
+            or pa.types.is_dictionary(kind)
+        ):
+            raise ApiError(
+                400,
+                f"invalid column `{name}` of type {kind}: expected strings",
+                field=name,
+            )
+    if not pa.types.is_floating(table.column("value").type):
+        raise ApiError(
+            400,
+            f"invalid column `value` of type {table.column('value').type}: expected float64",
+            field="value",
+        )
+    frame = pl.from_arrow(
+        pa.table(
+            {
+                "definition": table.column("definition"),
+                "object": table.column("object"),
+                "time_ns": time_column,
+                "value": table.column("value").cast(pa.float64()),
+            }
+        )
+    )
+    return frame.with_columns(pl.col("definition", "object").cast(pl.String))
+
+
+def _first_bad_row(frame: pl.DataFrame, condition: pl.Expr) -> int | None:
+    bad = frame.with_row_index("row").filter(condition)
+    return None if bad.is_empty() else int(bad["row"][0])
+
+
+def _validate_bulk(
+    request: Request[Any, Any, Any], frame: pl.DataFrame, now: int
+) -> pl.DataFrame:
+    services = services_of(request)
+    frame = frame.with_columns(
+        short=pl.col("definition").str.strip_prefix("metricDef-")
+    )
+    known = [d.short for d in services.definitions.all()]
+    checks = [
+        (pl.any_horizontal(pl.all().is_null()), "a missing value"),
+        (~pl.col("value").is_finite(), "a value that is not a finite number"),
+        (~pl.col("short").is_in(known), "an unknown definition"),
+        (
+            ~pl.col("object").str.contains(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,139}$"),
+            "an invalid object id",
+        ),
+        (
+            pl.col("time_ns") > now + MAX_FUTURE_NS,
+            "a time more than 5 minutes ahead of the server clock",
+        ),
+    ]
+    for condition, reason in checks:
+        row = _first_bad_row(frame, condition)
+        if row is not None:
+            raise ApiError(400, f"invalid row {row}: {reason}", field="row", value=row)
+    return frame.select(
+        "short", "object", "time_ns", "value", source=pl.lit("", pl.String)
+    )
+
+
+@post("/api/v1/metricValue", status_code=200)
+async def ingest_bulk(request: Request[Any, Any, Any]) -> Response[bytes]:
+    services = services_of(request)
+    content_type = (
+        (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    )
+    if content_type not in (ARROW_STREAM, NDJSON):
+        raise ApiError(
+            415,
+            f"unsupported content type {content_type or 'none'!r}: send {ARROW_STREAM} "
+            f"or {NDJSON}",
+        )
+    limit = services.config.get("security.limits.maxIngestBodyMB") * _MB
+    body = await read_body(request, limit, "security.limits.maxIngestBodyMB")
+    now = services.clock.now_ns()
+    frame = (
+        _bulk_frame_from_arrow(body)
+        if content_type == ARROW_STREAM
+        else _bulk_frame_from_ndjson(body)
+    )
+    frame = _validate_bulk(request, frame, now)
+    accepted = services.points.write(frame, now)
+    logger.bind(points=accepted).debug("bulk points written")
+    return json_response({"accepted": accepted})
+
+
+@put("/api/v1/metricDef/{definition_id:str}")
+async def register_definition(
+    request: Request[Any, Any, Any], definition_id: FromPath[str]
+) -> Response[bytes]:
+    services = services_of(request)
+    short = short_name(definition_id)
+    if not is_valid_short_name(short):
+        raise ApiError(
+            400,
+            f"invalid definition id {definition_id!r}: expected metricDef- and 1 to 128 "
+            "of A-Z a-z 0-9 _ -",
+            field="definitionID",
+            value=definition_id,
+        )
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise ApiError(
+            400, "invalid body: expected {description, labels, aggregate}", field="body"
+        )
+    description = body.get("description", "")
+    labels = body.get("labels", [])
+    aggregate = body.get("aggregate")
+    if not isinstance(description, str):
+        raise ApiError(
+            400, "invalid `description`: expected a string", field="description"
+        )
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise ApiError(
+            400, "invalid `labels`: expected a list of strings", field="labels"
+        )
+    if aggregate not in AGGREGATES:
+        raise ApiError(
+            400,
+            f"invalid `aggregate` {msgspec.json.encode(aggregate).decode()}: expected one of "
+            + ", ".join(AGGREGATES),
+            field="aggregate",
+        )
+    definition = Definition(short, description, tuple(labels), aggregate)
+    try:
+        changed = services.definitions.register(
+            definition, services.points.has_data(short)
+        )
+    except DefinitionConflict as exc:
+        raise ApiError(409, str(exc), field="aggregate") from None
+    if changed:
+        logger.bind(definition=definition.id, aggregate=aggregate).info(
+            "metric definition registered"
+        )
+    return json_response(definition.document())
+
+
+ROUTES = [
+    list_metrics,
+    metric_values,
+    metrics_summary,
+    ingest_series,
+    ingest_bulk,
+    register_definition,
+]

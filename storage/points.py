@@ -1,0 +1,504 @@
+"""The point store: raw points in DuckDB and their rollup levels.
+
+Raw points `(series, time, value, source)` hold one row per key: a point
+sent again with the same `(definition, object, time, source)` replaces the
+stored one. Each level keeps, per epoch-aligned bucket, the mergeable summary
+`count, sum, min, max, first, last` with the times of `first` and `last`, so
+every aggregate is exact at every level.
+
+Every write rolls up its own points before it is acknowledged, so a point is
+visible at every level as soon as its write returns:
+
+- a bucket still covered by raw retention (start >= now - rawRetention) that
+  gains only new points merges them into its summary, which is exact;
+- such a bucket in which a point replaced a stored value is recomputed from
+  raw and replaced whole;
+- a sealed bucket (start < now - rawRetention) can no longer be recomputed,
+  so points merge into it, and a replaced value adjusts `sum` by the
+  difference. Raw no longer holds what a sealed bucket summarises, so a
+  point re-sent after raw dropped it is counted again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+
+import polars as pl
+import pyarrow as pa
+from loguru import logger
+
+from mmab_metrics.rollup import Level, ceil_to, exact_segments, floor_to
+from storage.database import Database
+
+SUMMARY_COLUMNS = ("count", "sum", "min", "max", "first", "last", "first_ns", "last_ns")
+_LEVEL_SCHEMA = {
+    "series_id": pl.Int32,
+    "bucket_ns": pl.Int64,
+    "count": pl.Int64,
+    "sum": pl.Float64,
+    "min": pl.Float64,
+    "max": pl.Float64,
+    "first": pl.Float64,
+    "last": pl.Float64,
+    "first_ns": pl.Int64,
+    "last_ns": pl.Int64,
+}
+POINT_SCHEMA = {
+    "series_id": pl.Int32,
+    "time_ns": pl.Int64,
+    "value": pl.Float64,
+    "source": pl.String,
+}
+
+
+def summarise(points: pl.DataFrame, interval_ns: int) -> pl.DataFrame:
+    """Aggregate points into the buckets of `interval_ns`, one summary per bucket."""
+    return (
+        points.lazy()
+        .with_columns(bucket_ns=pl.col("time_ns") - pl.col("time_ns") % interval_ns)
+        .sort("time_ns")
+        .group_by("series_id", "bucket_ns")
+        .agg(
+            count=pl.len().cast(pl.Int64),
+            sum=pl.col("value").sum(),
+            min=pl.col("value").min(),
+            max=pl.col("value").max(),
+            first=pl.col("value").first(),
+            last=pl.col("value").last(),
+            first_ns=pl.col("time_ns").first(),
+            last_ns=pl.col("time_ns").last(),
+        )
+        .collect()
+    )
+
+
+def merge_summaries(frame: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
+    """Merge the summaries of `frame` that share `keys` into one row each.
+
+    When two summaries tie on the time of `first` or `last`, the one with the
+    higher `rank` column (a newer write) wins; rows without times (count and
+    sum corrections) never provide `first` or `last`.
+    """
+    if "rank" not in frame.columns:
+        frame = frame.with_columns(rank=pl.lit(0, pl.Int8))
+    return (
+        frame.lazy()
+        .group_by(*keys)
+        .agg(
+            count=pl.col("count").sum(),
+            sum=pl.col("sum").sum(),
+            min=pl.col("min").min(),
+            max=pl.col("max").max(),
+            first=pl.col("first")
+            .sort_by(["first_ns", "rank"], descending=[False, True], nulls_last=True)
+            .first(),
+            first_ns=pl.col("first_ns").min(),
+            last=pl.col("last")
+            .sort_by(["last_ns", "rank"], descending=[False, False], nulls_last=False)
+            .last(),
+            last_ns=pl.col("last_ns").max(),
+        )
+        .collect()
+    )
+
+
+class PointStore:
+    """Raw points and their levels, behind the database lock."""
+
+    def __init__(
+        self,
+        db: Database,
+        levels: Sequence[Level],
+        raw_retention_ns: Callable[[], int],
+    ) -> None:
+        self.db = db
+        self.levels = tuple(levels)
+        self.raw_retention_ns = raw_retention_ns
+        self._series: dict[tuple[str, str], int] = {}
+        self._series_lock = threading.Lock()
+        with db.cursor() as con:
+            for level in self.levels:
+                con.execute(
+                    f"CREATE TABLE IF NOT EXISTS {level.table} ("
+                    "series_id INTEGER, bucket_ns BIGINT, count BIGINT, sum DOUBLE, "
+                    "min DOUBLE, max DOUBLE, first DOUBLE, last DOUBLE, "
+                    "first_ns BIGINT, last_ns BIGINT)"
+                )
+            for series_id, short, obj in con.execute(
+                "SELECT series_id, short, object FROM series"
+            ).fetchall():
+                self._series[(short, obj)] = series_id
+
+    # ----------------------------------------------------------- series --
+
+    def series_id(self, short: str, object_id: str) -> int | None:
+        return self._series.get((short, object_id))
+
+    def all_series(self) -> list[tuple[str, str, int]]:
+        return [(short, obj, sid) for (short, obj), sid in self._series.items()]
+
+    def has_data(self, short: str) -> bool:
+        return any(key[0] == short for key in self._series)
+
+    def _assign_series(self, pairs: pl.DataFrame) -> pl.DataFrame:
+        """Map `(short, object)` pairs to series ids, creating the new ones."""
+        with self._series_lock:
+            new = [
+                (short, obj)
+                for short, obj in pairs.select("short", "object").unique().iter_rows()
+                if (short, obj) not in self._series
+            ]
+            if new:
+                next_id = max(self._series.values(), default=0) + 1
+                rows = []
+                for offset, (short, obj) in enumerate(new):
+                    self._series[(short, obj)] = next_id + offset
+                    rows.append((next_id + offset, short, obj))
+                with self.db.cursor() as con:
+                    con.executemany("INSERT INTO series VALUES (?, ?, ?)", rows)
+            mapping = pl.DataFrame(
+                {
+                    "short": [k[0] for k in self._series],
+                    "object": [k[1] for k in self._series],
+                    "series_id": list(self._series.values()),
+                },
+                schema={"short": pl.String, "object": pl.String, "series_id": pl.Int32},
+            )
+        return pairs.join(mapping, on=["short", "object"], how="left")
+
+    # ----------------------------------------------------------- writes --
+
+    def write(self, points: pl.DataFrame, now_ns: int) -> int:
+        """Store points `(short, object, time_ns, value, source)` and roll them up.
+
+        Of two points with the same key in one call, the later row wins.
+        Returns the number of points accepted.
+        """
+        if points.is_empty():
+            return 0
+        frame = (
+            self._assign_series(points).select(list(POINT_SCHEMA)).cast(POINT_SCHEMA)
+        )
+        frame = frame.unique(subset=["series_id", "time_ns", "source"], keep="last")
+        with self.db.lock:
+            self._write_locked(frame, now_ns, removed=None)
+        return points.height
+
+    def replace_source(
+        self,
+        points: pl.DataFrame,
+        previous: pl.DataFrame,
+        now_ns: int,
+        before_commit: Callable[[], None] | None = None,
+    ) -> None:
+        """Replace the points of one source (a job) with `points`.
+
+        `previous` holds the points this source had before, so that those
+        no longer derived leave raw and their buckets are recomputed.
+        `before_commit` runs inside the same transaction.
+        """
+        frame = (
+            self._assign_series(points).select(list(POINT_SCHEMA)).cast(POINT_SCHEMA)
+            if not points.is_empty()
+            else pl.DataFrame(schema=POINT_SCHEMA)
+        )
+        old = (
+            self._assign_series(previous).select(list(POINT_SCHEMA)).cast(POINT_SCHEMA)
+            if not previous.is_empty()
+            else pl.DataFrame(schema=POINT_SCHEMA)
+        )
+        removed = old.join(frame, on=["series_id", "time_ns", "source"], how="anti")
+        # Points derived again with the same value change nothing.
+        frame = frame.join(old, on=list(POINT_SCHEMA), how="anti")
+        with self.db.lock:
+            self._write_locked(
+                frame, now_ns, removed=removed, before_commit=before_commit
+            )
+
+    def _write_locked(
+        self,
+        frame: pl.DataFrame,
+        now_ns: int,
+        removed: pl.DataFrame | None,
+        before_commit: Callable[[], None] | None = None,
+    ) -> None:
+        raw_cutoff = now_ns - self.raw_retention_ns()
+        con = self.db._con
+        con.execute("BEGIN")
+        try:
+            in_raw = frame.filter(pl.col("time_ns") >= raw_cutoff)
+            replaced = self._replaced_values(con, in_raw)
+            if removed is not None and not removed.is_empty():
+                gone = removed.filter(pl.col("time_ns") >= raw_cutoff)
+                if not gone.is_empty():
+                    replaced = pl.concat(
+                        [replaced, gone.select(replaced.columns).cast(replaced.schema)]
+                    )
+            if not replaced.is_empty():
+                con.register("_replaced", replaced.to_arrow())
+                con.execute(
+                    "DELETE FROM raw USING _replaced WHERE raw.series_id = _replaced.series_id "
+                    "AND raw.time_ns = _replaced.time_ns AND raw.source = _replaced.source"
+                )
+                con.unregister("_replaced")
+            if not in_raw.is_empty():
+                con.register("_arrivals", in_raw.to_arrow())
+                con.execute("INSERT INTO raw SELECT * FROM _arrivals")
+                con.unregister("_arrivals")
+            for level in self.levels:
+                self._roll_up(con, level, frame, replaced, now_ns)
+            if before_commit is not None:
+                before_commit()
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _replaced_values(con, points: pl.DataFrame) -> pl.DataFrame:
+        """Return the stored raw rows that these points replace."""
+        empty = pl.DataFrame(schema=POINT_SCHEMA)
+        if points.is_empty():
+            return empty
+        bounds = points.group_by("series_id").agg(
+            lo=pl.col("time_ns").min(), hi=pl.col("time_ns").max()
+        )
+        con.register("_bounds", bounds.to_arrow())
+        con.register(
+            "_keys", points.select("series_id", "time_ns", "source").to_arrow()
+        )
+        try:
+            table = con.sql(
+                "SELECT raw.series_id, raw.time_ns, raw.value, raw.source FROM raw "
+                "JOIN _bounds b ON raw.series_id = b.series_id "
+                "AND raw.time_ns BETWEEN b.lo AND b.hi "
+                "SEMI JOIN _keys k ON raw.series_id = k.series_id "
+                "AND raw.time_ns = k.time_ns AND raw.source = k.source"
+            ).to_arrow_table()
+        finally:
+            con.unregister("_bounds")
+            con.unregister("_keys")
+        if table.num_rows == 0:
+            return empty
+        return pl.from_arrow(table).cast(POINT_SCHEMA)
+
+    def _roll_up(
+        self,
+        con,
+        level: Level,
+        arrivals: pl.DataFrame,
+        replaced: pl.DataFrame,
+        now_ns: int,
+    ) -> None:
+        interval = level.interval_ns
+        keep_from = now_ns - level.retention_ns
+        sealed_before = now_ns - self.raw_retention_ns()
+        arrivals = arrivals.filter(
+            pl.col("time_ns") - pl.col("time_ns") % interval >= keep_from
+        )
+        replaced = replaced.filter(
+            pl.col("time_ns") - pl.col("time_ns") % interval >= keep_from
+        )
+        if arrivals.is_empty() and replaced.is_empty():
+            return
+        new = summarise(arrivals, interval) if not arrivals.is_empty() else None
+        touched_parts = []
+        if new is not None:
+            touched_parts.append(new.select("series_id", "bucket_ns"))
+        if not replaced.is_empty():
+            touched_parts.append(
+                replaced.select(
+                    "series_id",
+                    bucket_ns=pl.col("time_ns") - pl.col("time_ns") % interval,
+                )
+            )
+        touched = pl.concat(touched_parts).unique()
+        dirty = (
+            replaced.select(
+                "series_id", bucket_ns=pl.col("time_ns") - pl.col("time_ns") % interval
+            )
+            .unique()
+            .filter(pl.col("bucket_ns") >= sealed_before)
+        )
+
+        con.register("_touched", touched.to_arrow())
+        existing_table = con.sql(
+            f"SELECT l.* FROM {level.table} l SEMI JOIN _touched t "
+            "ON l.series_id = t.series_id AND l.bucket_ns = t.bucket_ns"
+        ).to_arrow_table()
+        existing = pl.from_arrow(existing_table).cast(_LEVEL_SCHEMA)
+
+        parts = []
+        if not dirty.is_empty():
+            # Buckets where a stored value changed: recompute them from raw.
+            con.register("_dirty", dirty.to_arrow())
+            raw_table = con.sql(
+                f"SELECT r.series_id, r.time_ns, r.value FROM raw r SEMI JOIN _dirty d "
+                f"ON r.series_id = d.series_id AND r.time_ns >= d.bucket_ns "
+                f"AND r.time_ns < d.bucket_ns + {interval}"
+            ).to_arrow_table()
+            con.unregister("_dirty")
+            raw_points = pl.from_arrow(raw_table)
+            if raw_points.height:
+                parts.append(summarise(raw_points, interval).cast(_LEVEL_SCHEMA))
+            clean_keys = ["series_id", "bucket_ns"]
+            existing = existing.join(dirty, on=clean_keys, how="anti")
+            if new is not None:
+                new = new.join(dirty, on=clean_keys, how="anti")
+        sealed_changes = replaced.filter(
+            pl.col("time_ns") - pl.col("time_ns") % interval < sealed_before
+        )
+        if not sealed_changes.is_empty():
+            # A replaced or removed value in a sealed bucket: take the old one
+            # back out of count and sum. A replacement's new value is merged in
+            # with the arrivals, and min and max cannot shrink back.
+            correction = sealed_changes.select(
+                "series_id",
+                bucket_ns=pl.col("time_ns") - pl.col("time_ns") % interval,
+                count=pl.lit(-1, pl.Int64),
+                sum=-pl.col("value"),
+                min=pl.lit(None, pl.Float64),
+                max=pl.lit(None, pl.Float64),
+                first=pl.lit(None, pl.Float64),
+                last=pl.lit(None, pl.Float64),
+                first_ns=pl.lit(None, pl.Int64),
+                last_ns=pl.lit(None, pl.Int64),
+            )
+            parts.append(
+                correction.cast(_LEVEL_SCHEMA).with_columns(rank=pl.lit(1, pl.Int8))
+            )
+        if new is not None:
+            parts.append(new.cast(_LEVEL_SCHEMA).with_columns(rank=pl.lit(1, pl.Int8)))
+        parts.append(existing.with_columns(rank=pl.lit(0, pl.Int8)))
+        parts = [
+            part
+            if "rank" in part.columns
+            else part.with_columns(rank=pl.lit(1, pl.Int8))
+            for part in parts
+        ]
+        merged = merge_summaries(pl.concat(parts), ["series_id", "bucket_ns"])
+        merged = merged.filter(pl.col("count") > 0).select(list(_LEVEL_SCHEMA))
+
+        con.execute(
+            f"DELETE FROM {level.table} USING _touched t WHERE "
+            f"{level.table}.series_id = t.series_id AND {level.table}.bucket_ns = t.bucket_ns"
+        )
+        con.unregister("_touched")
+        if merged.height:
+            con.register("_merged", merged.to_arrow())
+            con.execute(f"INSERT INTO {level.table} SELECT * FROM _merged")
+            con.unregister("_merged")
+
+    # ------------------------------------------------------------ reads --
+
+    def buckets(self, level: Level, series_id: int, lo_ns: int, hi_ns: int) -> pa.Table:
+        """Return the level's summaries of one series with start in [lo, hi)."""
+        with self.db.cursor() as con:
+            return con.sql(
+                f"SELECT bucket_ns, {', '.join(SUMMARY_COLUMNS)} FROM {level.table} "
+                "WHERE series_id = $1 AND bucket_ns >= $2 AND bucket_ns < $3 "
+                "ORDER BY bucket_ns",
+                params=[series_id, lo_ns, hi_ns],
+            ).to_arrow_table()
+
+    def segment_summaries(
+        self,
+        series_ids: Iterable[int],
+        segments: Sequence[tuple[Level | None, int, int]],
+    ) -> pl.DataFrame:
+        """Return per series the merged summary of points in the given segments.
+
+        A segment is a level and an aligned range of bucket starts, or None and a
+        range of raw point times.
+        """
+        ids = list(series_ids)
+        empty = pl.DataFrame(
+            schema={
+                "series_id": pl.Int32,
+                **{c: _LEVEL_SCHEMA[c] for c in SUMMARY_COLUMNS},
+            }
+        )
+        if not ids or not segments:
+            return empty
+        parts = []
+        with self.db.cursor() as con:
+            con.register("_ids", pa.table({"series_id": pa.array(ids, pa.int32())}))
+            try:
+                for level, lo, hi in segments:
+                    if level is None:
+                        sql = (
+                            "SELECT series_id, count(*)::BIGINT AS count, sum(value) AS sum, "
+                            "min(value) AS min, max(value) AS max, "
+                            "arg_min(value, time_ns) AS first, arg_max(value, time_ns) AS last, "
+                            "min(time_ns) AS first_ns, max(time_ns) AS last_ns "
+                            "FROM raw SEMI JOIN _ids USING (series_id) "
+                            "WHERE time_ns >= $1 AND time_ns < $2 GROUP BY series_id"
+                        )
+                    else:
+                        sql = (
+                            "SELECT series_id, sum(count)::BIGINT AS count, sum(sum) AS sum, "
+                            "min(min) AS min, max(max) AS max, "
+                            "arg_min(first, first_ns) AS first, arg_max(last, last_ns) AS last, "
+                            "min(first_ns) AS first_ns, max(last_ns) AS last_ns "
+                            f"FROM {level.table} SEMI JOIN _ids USING (series_id) "
+                            "WHERE bucket_ns >= $1 AND bucket_ns < $2 GROUP BY series_id"
+                        )
+                    table = con.sql(sql, params=[lo, hi]).to_arrow_table()
+                    if table.num_rows:
+                        parts.append(pl.from_arrow(table).cast(empty.schema))
+            finally:
+                con.unregister("_ids")
+        if not parts:
+            return empty
+        return merge_summaries(pl.concat(parts), ["series_id"])
+
+    def summary_segments(
+        self, start_ns: int, end_ns: int, now_ns: int
+    ) -> list[tuple[Level | None, int, int]]:
+        """Plan the pieces that summarise `[start, end)`.
+
+        Within raw retention the range is exact per point. Before it, the
+        finest level that covers `start` counts the buckets overlapping the
+        range whole, up to the first of its buckets that raw still holds.
+        """
+        raw_from = now_ns - self.raw_retention_ns()
+        segments: list[tuple[Level | None, int, int]] = []
+        exact_from = start_ns
+        if start_ns < raw_from:
+            coarse = next(
+                (level for level in self.levels if level.covers(start_ns, now_ns)),
+                self.levels[-1],
+            )
+            boundary = min(
+                ceil_to(raw_from, coarse.interval_ns),
+                ceil_to(end_ns, coarse.interval_ns),
+            )
+            lo = max(
+                floor_to(start_ns, coarse.interval_ns), coarse.retained_from(now_ns)
+            )
+            if lo < boundary:
+                segments.append((coarse, lo, boundary))
+            exact_from = boundary
+        if exact_from < end_ns:
+            segments.extend(exact_segments(self.levels, exact_from, end_ns, now_ns))
+        return segments
+
+    # -------------------------------------------------------- retention --
+
+    def apply_retention(self, now_ns: int) -> dict[str, int]:
+        """Delete raw points and buckets that retention no longer keeps."""
+        deleted = {}
+        with self.db.cursor() as con:
+            cutoff = now_ns - self.raw_retention_ns()
+            deleted["raw"] = con.execute(
+                "DELETE FROM raw WHERE time_ns < ?", [cutoff]
+            ).fetchone()[0]
+            for level in self.levels:
+                deleted[level.table] = con.execute(
+                    f"DELETE FROM {level.table} WHERE bucket_ns < ?",
+                    [now_ns - level.retention_ns],
+                ).fetchone()[0]
+        if any(deleted.values()):
+            logger.bind(**deleted).info("metric retention applied")
+        return deleted
