@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 from typing import Any
@@ -596,7 +597,16 @@ async def register_definition(
     return json_response(definition.document())
 
 
+@post("/api/v1/metrics/rollup", status_code=200)
+async def rebuild_levels(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Recompute every level from raw points, a batch of series at a time."""
+    services = services_of(request)
+    result = await asyncio.to_thread(services.points.rebuild, services.clock.now_ns())
+    return json_response(result)
+
+
 ROUTES = [
+    rebuild_levels,
     list_metrics,
     metric_values,
     metrics_summary,

@@ -22,6 +22,7 @@ visible at every level as soon as its write returns:
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 
 import polars as pl
@@ -389,6 +390,42 @@ class PointStore:
             con.register("_merged", merged.to_arrow())
             con.execute(f"INSERT INTO {level.table} SELECT * FROM _merged")
             con.unregister("_merged")
+
+    def rebuild(self, now_ns: int, batch_series: int = 50) -> dict[str, float]:
+        """Recompute every level from raw, a batch of series at a time.
+
+        Buckets that raw still covers are replaced whole; sealed buckets keep
+        their summaries, since raw no longer holds all of their points. The
+        lock is released between batches, so writes and queries wait for one
+        batch at most. Re-running it changes nothing.
+        """
+        started = time.perf_counter()
+        ids = sorted(self._series.values())
+        sealed_before = now_ns - self.raw_retention_ns()
+        for offset in range(0, len(ids), batch_series):
+            low, high = ids[offset], ids[min(offset + batch_series, len(ids)) - 1]
+            with self.db.transaction() as con:
+                for level in self.levels:
+                    interval = level.interval_ns
+                    lowest = max(sealed_before, now_ns - level.retention_ns)
+                    con.execute(
+                        f"DELETE FROM {level.table} WHERE series_id BETWEEN $1 AND $2 "
+                        "AND bucket_ns >= $3",
+                        [low, high, sealed_before],
+                    )
+                    con.execute(
+                        f"INSERT INTO {level.table} SELECT series_id, "
+                        f"time_ns - time_ns % {interval} AS bucket_ns, count(*), "
+                        "sum(value), min(value), max(value), arg_min(value, time_ns), "
+                        "arg_max(value, time_ns), min(time_ns), max(time_ns) FROM raw "
+                        "WHERE series_id BETWEEN $1 AND $2 "
+                        f"AND time_ns - time_ns % {interval} >= $3 "
+                        "GROUP BY series_id, bucket_ns ORDER BY series_id, bucket_ns",
+                        [low, high, lowest],
+                    )
+        seconds = time.perf_counter() - started
+        logger.bind(series=len(ids), seconds=round(seconds, 3)).info("levels rebuilt")
+        return {"seconds": seconds, "series": len(ids)}
 
     # ------------------------------------------------------------ reads --
 
