@@ -180,6 +180,11 @@ def serve(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         lifespan="on",
+        # Clients count as loopback by their socket address alone, so no
+        # X-Forwarded-For header may rewrite it.
+        proxy_headers=False,
+        http="httptools",
+        loop="uvloop",
         timeout_graceful_shutdown=10,
         **ssl_options,
     )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -115,11 +116,20 @@ class PointStore:
     ) -> None:
         self.db = db
         self.levels = tuple(levels)
+        # The finest level is served from raw: raw retention is never shorter
+        # than its retention, so raw holds every point of its retained
+        # buckets, and storing it would copy raw.
+        self.finest = self.levels[0]
+        self.stored_levels = self.levels[1:]
         self.raw_retention_ns = raw_retention_ns
         self._series: dict[tuple[str, str], int] = {}
         self._series_lock = threading.Lock()
+        self._keys: dict[str, int] = {}
+        # Per series, the latest time of any point accepted: a write wholly
+        # after it cannot replace a stored point or meet an existing bucket.
+        self._latest: dict[int, int] = {}
         with db.cursor() as con:
-            for level in self.levels:
+            for level in self.stored_levels:
                 con.execute(
                     f"CREATE TABLE IF NOT EXISTS {level.table} ("
                     "series_id INTEGER, bucket_ns BIGINT, count BIGINT, sum DOUBLE, "
@@ -129,7 +139,16 @@ class PointStore:
             for series_id, short, obj in con.execute(
                 "SELECT series_id, short, object FROM series"
             ).fetchall():
-                self._series[(short, obj)] = series_id
+                self._register_series(short, obj, series_id)
+            sources = ["SELECT series_id, max(time_ns) FROM raw GROUP BY series_id"]
+            sources += [
+                f"SELECT series_id, max(last_ns) FROM {level.table} GROUP BY series_id"
+                for level in self.stored_levels
+            ]
+            for source in sources:
+                for series_id, latest in con.execute(source).fetchall():
+                    if latest > self._latest.get(series_id, latest - 1):
+                        self._latest[series_id] = latest
 
     # ----------------------------------------------------------- series --
 
@@ -144,29 +163,31 @@ class PointStore:
 
     def _assign_series(self, pairs: pl.DataFrame) -> pl.DataFrame:
         """Map `(short, object)` pairs to series ids, creating the new ones."""
+        keys = pairs.select(
+            pl.concat_str(["short", "object"], separator="\x1f")
+        ).to_series()
         with self._series_lock:
-            new = [
-                (short, obj)
-                for short, obj in pairs.select("short", "object").unique().iter_rows()
-                if (short, obj) not in self._series
-            ]
-            if new:
+            ids = keys.replace_strict(
+                self._keys, return_dtype=pl.Int32, default=None
+            ).rename("series_id")
+            missing = keys.filter(ids.is_null()).unique().to_list()
+            if missing:
                 next_id = max(self._series.values(), default=0) + 1
                 rows = []
-                for offset, (short, obj) in enumerate(new):
-                    self._series[(short, obj)] = next_id + offset
+                for offset, key in enumerate(missing):
+                    short, obj = key.split("\x1f", 1)
+                    self._register_series(short, obj, next_id + offset)
                     rows.append((next_id + offset, short, obj))
                 with self.db.cursor() as con:
                     con.executemany("INSERT INTO series VALUES (?, ?, ?)", rows)
-            mapping = pl.DataFrame(
-                {
-                    "short": [k[0] for k in self._series],
-                    "object": [k[1] for k in self._series],
-                    "series_id": list(self._series.values()),
-                },
-                schema={"short": pl.String, "object": pl.String, "series_id": pl.Int32},
-            )
-        return pairs.join(mapping, on=["short", "object"], how="left")
+                ids = keys.replace_strict(
+                    self._keys, return_dtype=pl.Int32, default=None
+                ).rename("series_id")
+        return pairs.with_columns(ids)
+
+    def _register_series(self, short: str, object_id: str, series_id: int) -> None:
+        self._series[(short, object_id)] = series_id
+        self._keys[f"{short}\x1f{object_id}"] = series_id
 
     # ----------------------------------------------------------- writes --
 
@@ -225,11 +246,30 @@ class PointStore:
         before_commit: Callable[[], None] | None = None,
     ) -> None:
         raw_cutoff = now_ns - self.raw_retention_ns()
+        bounds = frame.group_by("series_id").agg(
+            lo=pl.col("time_ns").min(), hi=pl.col("time_ns").max()
+        )
+        latest = self._latest
+        # Series whose new points do not all come after what is stored.
+        overlapping = {
+            sid: latest[sid]
+            for sid, lo in zip(
+                bounds["series_id"].to_list(), bounds["lo"].to_list(), strict=True
+            )
+            if sid in latest and lo <= latest[sid]
+        }
         con = self.db._con
         con.execute("BEGIN")
         try:
             in_raw = frame.filter(pl.col("time_ns") >= raw_cutoff)
-            replaced = self._replaced_values(con, in_raw)
+            # Rows go in clustered by series and time, so that a series' points
+            # share row groups, compress well and prune by zone maps.
+            if not in_raw.is_empty():
+                in_raw = in_raw.sort("series_id", "time_ns")
+            replaced = pl.DataFrame(schema=POINT_SCHEMA)
+            if overlapping:
+                candidates = in_raw.filter(pl.col("series_id").is_in(list(overlapping)))
+                replaced = self._replaced_values(con, candidates)
             if removed is not None and not removed.is_empty():
                 gone = removed.filter(pl.col("time_ns") >= raw_cutoff)
                 if not gone.is_empty():
@@ -239,22 +279,95 @@ class PointStore:
             if not replaced.is_empty():
                 con.register("_replaced", replaced.to_arrow())
                 con.execute(
-                    "DELETE FROM raw USING _replaced WHERE raw.series_id = _replaced.series_id "
-                    "AND raw.time_ns = _replaced.time_ns AND raw.source = _replaced.source"
+                    "DELETE FROM raw USING _replaced "
+                    "WHERE raw.series_id = _replaced.series_id "
+                    "AND raw.time_ns = _replaced.time_ns "
+                    "AND raw.source = _replaced.source"
                 )
                 con.unregister("_replaced")
             if not in_raw.is_empty():
                 con.register("_arrivals", in_raw.to_arrow())
                 con.execute("INSERT INTO raw SELECT * FROM _arrivals")
                 con.unregister("_arrivals")
-            for level in self.levels:
-                self._roll_up(con, level, frame, replaced, now_ns)
+            for level in self.stored_levels:
+                if replaced.is_empty():
+                    self._merge_level(con, level, frame, bounds, now_ns)
+                else:
+                    self._roll_up(con, level, frame, replaced, now_ns)
             if before_commit is not None:
                 before_commit()
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        for sid, hi in zip(
+            bounds["series_id"].to_list(), bounds["hi"].to_list(), strict=True
+        ):
+            if hi > latest.get(sid, hi - 1):
+                latest[sid] = hi
+
+    def _merge_level(
+        self,
+        con: Any,
+        level: Level,
+        arrivals: pl.DataFrame,
+        bounds: pl.DataFrame,
+        now_ns: int,
+    ) -> None:
+        """Merge new points into a level's buckets, all in SQL.
+
+        Only for writes that replace no stored point: merging the summaries is
+        then exact, and no bucket needs raw.
+        """
+        interval = level.interval_ns
+        keep_from = now_ns - level.retention_ns
+        latest = self._latest
+        # A bucket can already exist only for a series whose stored points
+        # reach the bucket of its earliest new point.
+        meets_existing = any(
+            sid in latest and lo - lo % interval <= latest[sid]
+            for sid, lo in zip(
+                bounds["series_id"].to_list(), bounds["lo"].to_list(), strict=True
+            )
+        )
+        con.register("_arrivals", arrivals.to_arrow())
+        summary = (
+            f"SELECT series_id, time_ns - time_ns % {interval} AS bucket_ns, count(*) AS count, "
+            "sum(value) AS sum, min(value) AS min, max(value) AS max, "
+            "arg_min(value, time_ns) AS first, arg_max(value, time_ns) AS last, "
+            "min(time_ns) AS first_ns, max(time_ns) AS last_ns FROM _arrivals "
+            f"WHERE time_ns - time_ns % {interval} >= {keep_from} GROUP BY series_id, bucket_ns"
+        )
+        try:
+            if not meets_existing:
+                con.execute(
+                    f"INSERT INTO {level.table} {summary} ORDER BY series_id, bucket_ns"
+                )
+                return
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _new AS {summary}")
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE _old AS SELECT l.* FROM {level.table} l "
+                "SEMI JOIN _new n ON l.series_id = n.series_id "
+                "AND l.bucket_ns = n.bucket_ns"
+            )
+            con.execute(
+                f"DELETE FROM {level.table} USING _old o WHERE "
+                f"{level.table}.series_id = o.series_id "
+                f"AND {level.table}.bucket_ns = o.bucket_ns"
+            )
+            # On a tie of times, the newer write (rank 1) gives first and last.
+            con.execute(
+                f"INSERT INTO {level.table} SELECT series_id, bucket_ns, "
+                "sum(count)::BIGINT, sum(sum), min(min), max(max), "
+                "arg_min(first, first_ns::HUGEINT * 2 - rank), min(first_ns), "
+                "arg_max(last, last_ns::HUGEINT * 2 + rank), max(last_ns) FROM ("
+                "SELECT *, 1 AS rank FROM _new UNION ALL SELECT *, 0 AS rank FROM _old"
+                ") GROUP BY series_id, bucket_ns ORDER BY series_id, bucket_ns"
+            )
+            con.execute("DROP TABLE _new")
+            con.execute("DROP TABLE _old")
+        finally:
+            con.unregister("_arrivals")
 
     @staticmethod
     def _replaced_values(con, points: pl.DataFrame) -> pl.DataFrame:
@@ -405,7 +518,7 @@ class PointStore:
         for offset in range(0, len(ids), batch_series):
             low, high = ids[offset], ids[min(offset + batch_series, len(ids)) - 1]
             with self.db.transaction() as con:
-                for level in self.levels:
+                for level in self.stored_levels:
                     interval = level.interval_ns
                     lowest = max(sealed_before, now_ns - level.retention_ns)
                     con.execute(
@@ -431,13 +544,25 @@ class PointStore:
 
     def buckets(self, level: Level, series_id: int, lo_ns: int, hi_ns: int) -> pa.Table:
         """Return the level's summaries of one series with start in [lo, hi)."""
-        with self.db.cursor() as con:
-            return con.sql(
+        if level == self.finest:
+            interval = level.interval_ns
+            sql = (
+                f"SELECT time_ns - time_ns % {interval} AS bucket_ns, "
+                "count(*)::BIGINT AS count, sum(value) AS sum, min(value) AS min, "
+                "max(value) AS max, arg_min(value, time_ns) AS first, "
+                "arg_max(value, time_ns) AS last, min(time_ns) AS first_ns, "
+                "max(time_ns) AS last_ns FROM raw "
+                "WHERE series_id = $1 AND time_ns >= $2 AND time_ns < $3 "
+                "GROUP BY bucket_ns ORDER BY bucket_ns"
+            )
+        else:
+            sql = (
                 f"SELECT bucket_ns, {', '.join(SUMMARY_COLUMNS)} FROM {level.table} "
                 "WHERE series_id = $1 AND bucket_ns >= $2 AND bucket_ns < $3 "
-                "ORDER BY bucket_ns",
-                params=[series_id, lo_ns, hi_ns],
-            ).to_arrow_table()
+                "ORDER BY bucket_ns"
+            )
+        with self.db.cursor() as con:
+            return con.sql(sql, params=[series_id, lo_ns, hi_ns]).to_arrow_table()
 
     def segment_summaries(
         self,
@@ -463,7 +588,8 @@ class PointStore:
             con.register("_ids", pa.table({"series_id": pa.array(ids, pa.int32())}))
             try:
                 for level, lo, hi in segments:
-                    if level is None:
+                    # Buckets of the finest level tile the same times in raw.
+                    if level is None or level == self.finest:
                         sql = (
                             "SELECT series_id, count(*)::BIGINT AS count, sum(value) AS sum, "
                             "min(value) AS min, max(value) AS max, "
@@ -531,7 +657,7 @@ class PointStore:
             deleted["raw"] = con.execute(
                 "DELETE FROM raw WHERE time_ns < ?", [cutoff]
             ).fetchone()[0]
-            for level in self.levels:
+            for level in self.stored_levels:
                 deleted[level.table] = con.execute(
                     f"DELETE FROM {level.table} WHERE bucket_ns < ?",
                     [now_ns - level.retention_ns],
