@@ -359,8 +359,9 @@ class PointStore:
             con.execute(
                 f"INSERT INTO {level.table} SELECT series_id, bucket_ns, "
                 "sum(count)::BIGINT, sum(sum), min(min), max(max), "
-                "arg_min(first, first_ns::HUGEINT * 2 - rank), min(first_ns), "
-                "arg_max(last, last_ns::HUGEINT * 2 + rank), max(last_ns) FROM ("
+                "arg_min(first, first_ns::HUGEINT * 2 - rank), "
+                "arg_max(last, last_ns::HUGEINT * 2 + rank), "
+                "min(first_ns), max(last_ns) FROM ("
                 "SELECT *, 1 AS rank FROM _new UNION ALL SELECT *, 0 AS rank FROM _old"
                 ") GROUP BY series_id, bucket_ns ORDER BY series_id, bucket_ns"
             )
