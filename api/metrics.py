@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import math
 from typing import Any
 
@@ -15,7 +16,7 @@ from litestar import Request, Response, get, post, put
 from litestar.params import FromPath
 from loguru import logger
 
-from api.errors import ApiError, read_body
+from api.errors import ApiError, parse_json, read_body
 from api.responses import json_response, query_value, read_json, services_of
 from mmab_metrics.durations import DurationError, format_duration, parse_duration
 from mmab_metrics.jobs import MAX_FUTURE_NS
@@ -312,10 +313,49 @@ def _check_value(value: Any, where: str) -> float:
             f"invalid `{where}` {msgspec.json.encode(value).decode()}: expected a number",
             field=where,
         )
-    result = float(value)
+    try:
+        result = float(value)
+    except OverflowError:
+        result = math.inf
     if not math.isfinite(result):
         raise ApiError(400, f"invalid `{where}`: not a finite number", field=where)
     return result
+
+
+def _non_finite_point(body: bytes) -> int | None:
+    """Find the first point whose value is NaN, an infinity or out of float range.
+
+    The strict decoder rejects such a body without saying where, so this
+    lenient pass finds the point for the error message.
+    """
+    try:
+        document = json.loads(body, parse_constant=float, parse_float=float)
+    except (ValueError, RecursionError):
+        return None
+    points = document.get("points") if isinstance(document, dict) else None
+    if not isinstance(points, list):
+        return None
+    for index, point in enumerate(points):
+        value = point.get("value") if isinstance(point, dict) else None
+        if isinstance(value, float) and not math.isfinite(value):
+            return index
+    return None
+
+
+async def _read_points_body(request: Request[Any, Any, Any]) -> Any:
+    """Read a JSON body within `security.limits.maxBodyMB`, naming a non-finite point."""
+    limit_mb = services_of(request).config.get("security.limits.maxBodyMB")
+    body = await read_body(request, limit_mb * _MB, "security.limits.maxBodyMB")
+    try:
+        return parse_json(body, request.headers.get("content-type"))
+    except ApiError as exc:
+        index = _non_finite_point(body) if exc.status == 400 else None
+        if index is None:
+            raise
+        where = f"points[{index}].value"
+        raise ApiError(
+            400, f"invalid `{where}`: not a finite number", field=where
+        ) from None
 
 
 @post("/api/v1/metricValue/{object_id:str}/{definition_id:str}", status_code=200)
@@ -334,7 +374,7 @@ async def ingest_series(
             field="objectID",
             value=object_id,
         )
-    body = await read_json(request)
+    body = await _read_points_body(request)
     if not isinstance(body, dict) or not isinstance(body.get("points"), list):
         raise ApiError(
             400,
@@ -391,9 +431,9 @@ def _bulk_frame_from_ndjson(body: bytes) -> pl.DataFrame:
     decoder = msgspec.json.Decoder(_Row)
     shorts, objects, times, values = [], [], [], []
     cache: dict[str, int] = {}
-    for index, line in enumerate(body.split(b"\n")):
-        if not line.strip():
-            continue
+    # Rows are numbered among the non-blank lines, as in the frame checked later.
+    lines = [line for line in body.split(b"\n") if line.strip()]
+    for index, line in enumerate(lines):
         try:
             row = decoder.decode(line)
         except msgspec.DecodeError as exc:
@@ -523,6 +563,9 @@ def _validate_bulk(
 @post("/api/v1/metricValue", status_code=200)
 async def ingest_bulk(request: Request[Any, Any, Any]) -> Response[bytes]:
     services = services_of(request)
+    # The body size is checked before its type, as on every other route.
+    limit = services.config.get("security.limits.maxIngestBodyMB") * _MB
+    body = await read_body(request, limit, "security.limits.maxIngestBodyMB")
     content_type = (
         (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
     )
@@ -532,8 +575,6 @@ async def ingest_bulk(request: Request[Any, Any, Any]) -> Response[bytes]:
             f"unsupported content type {content_type or 'none'!r}: send {ARROW_STREAM} "
             f"or {NDJSON}",
         )
-    limit = services.config.get("security.limits.maxIngestBodyMB") * _MB
-    body = await read_body(request, limit, "security.limits.maxIngestBodyMB")
     now = services.clock.now_ns()
     frame = (
         _bulk_frame_from_arrow(body)

@@ -334,14 +334,21 @@ def measure_point_store(
     order: str,
     minutes_per_request: int,
     batches: int,
+    max_writes: int | None = None,
 ) -> dict:
-    """Time `PointStore.write` of the whole workload, then of 10,000-point batches."""
+    """Time `PointStore.write` of the workload's batches, then of 10,000-point batches.
+
+    `max_writes` keeps only the first writes, the oldest points in time-major order.
+    """
     from api.services import Services
     from mmab_metrics.clock import Clock
     from mmab_metrics.metrics import Definition
 
     directory = fresh_dir(base / f"pointstore-{order}")
     frames = point_frames(workload, order, minutes_per_request)
+    if max_writes is not None:
+        frames = frames[:max_writes]
+    points = sum(frame.height for frame in frames)
     now_ns = workload.end_s * NS
     services = Services.open(directory, Clock(now_ns, frozen=True), stderr_log=False)
     try:
@@ -358,12 +365,13 @@ def measure_point_store(
         seconds = time.perf_counter() - started
         result = {
             "seconds": seconds,
-            "points_per_s": workload.point_count / seconds,
+            "points": points,
+            "points_per_s": points / seconds,
             "writes": len(frames),
         }
         log(
             f"  PointStore.write {order}-major: {seconds:.2f} s "
-            f"({result['points_per_s']:,.0f} pts/s, {len(frames)} writes)"
+            f"({result['points_per_s']:,.0f} pts/s, {len(frames)} writes of {points:,} points)"
         )
         if batches:
             small = [

@@ -104,7 +104,7 @@ FIGURES = (
         _scaled(_get("duckdb", "series", "insert_points_per_s"), MILLION),
     ),
     Figure(
-        "PointStore.write time-major, in-process",
+        "PointStore.write time-major, first day of writes, in-process",
         "M pts/s",
         True,
         _scaled(_get("pointstore_time", "points_per_s"), MILLION),
@@ -525,9 +525,16 @@ def _details(repetitions: list[dict]) -> list[str]:
             f"{rollup.get('with_probe_s', 0):.2f} s ({rollup.get('probe_queries', 0)} probe "
             f"queries, longest {rollup.get('probe_max_ms', 0):.1f} ms, kind "
             f"{rollup.get('probe_max_kind', '-')}); server restart "
-            f"{ours.get('small_batch', {}).get('restart_s', 0):.2f} s"
+            f"{ours.get('small_batch', {}).get('restart_s', 0):.2f} s; code at start: "
+            f"{_code(repetition.get('code'))}"
         )
     return [*lines, ""]
+
+
+def _code(state: dict | None) -> str:
+    if not state:
+        return "not recorded"
+    return f"commit {state['git']}, uncommitted server files: {state['uncommitted']}"
 
 
 def _load(values) -> str:

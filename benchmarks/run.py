@@ -52,10 +52,12 @@ from servers import (
     start_ours,
     start_victoria_metrics,
 )
-from workload import Workload, arrow_stream, floor_minute
+from workload import DAY_S, Workload, arrow_stream, floor_minute
 
 ORDERS = ("series", "time")
 QUERYABLE_TIMEOUT_S = 120.0
+# An ingest that takes longer stops early, and its checks then fail.
+INGEST_TIMEOUT_S = 900.0
 ROLLUP_PROBE_MAX_QUERIES = 100_000
 ROLLUP_TIMEOUT_S = 600.0
 
@@ -143,8 +145,13 @@ def versions() -> dict:
         "litestar",
         "uvicorn",
         "msgspec",
+        "httptools",
+        "uvloop",
     ):
-        found[name] = metadata.version(name)
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "missing"
     found["mmab_metrics"] = metadata.version("mmab-metrics")
     found["victoria-metrics"] = subprocess.run(
         ["dpkg-query", "-W", "-f=${Version}", VM_PACKAGE],
@@ -152,6 +159,13 @@ def versions() -> dict:
         text=True,
         timeout=20,
     ).stdout.strip()
+    found.update(code_state())
+    return found
+
+
+def code_state() -> dict:
+    """Name the commit and the server files changed but not committed."""
+    found = {}
     found["git"] = subprocess.run(
         ["git", "-C", str(BENCH_DIR.parent), "rev-parse", "--short", "HEAD"],
         capture_output=True,
@@ -245,8 +259,13 @@ def ingest_victoria_metrics(
 ) -> dict:
     """Send every payload, flush, and poll a count query until it sees every point."""
     started = time.perf_counter()
-    for body in payloads:
+    for sent, body in enumerate(payloads, 1):
         client.post_points(body)
+        if time.perf_counter() - started > INGEST_TIMEOUT_S:
+            log(
+                f"  *** ingest stopped after {INGEST_TIMEOUT_S:.0f} s, {sent} of {len(payloads)} requests"
+            )
+            break
     accepted = time.perf_counter() - started
     client.http.get("/internal/force_flush")
     seen = 0
@@ -336,8 +355,13 @@ def ingest_ours(
     """
     started = time.perf_counter()
     accepted_points = 0
-    for body in payloads:
+    for sent, body in enumerate(payloads, 1):
         accepted_points += client.post_points(body)
+        if time.perf_counter() - started > INGEST_TIMEOUT_S:
+            log(
+                f"  *** ingest stopped after {INGEST_TIMEOUT_S:.0f} s, {sent} of {len(payloads)} requests"
+            )
+            break
     accepted = time.perf_counter() - started
     complete = client.check_complete(workload)
     queryable = time.perf_counter() - started
@@ -527,6 +551,8 @@ def run_repetition(
     log(f"repetition {index + 1} of {args.repeat}")
     base = fresh_dir(WORK / "data")
     result: dict = {"repetition": index + 1, "loadavg_start": os.getloadavg()}
+    # Each server start imports the working tree, which may change during a run.
+    result["code"] = code_state()
     for order in ORDERS:
         result[f"vm_{order}"] = measure_victoria_metrics(
             workload, order, payloads["vm"][order], base, args
@@ -538,14 +564,19 @@ def run_repetition(
     result["duckdb"] = inprocess.measure_duckdb(
         workload, base, args.queries, args.query_seconds, args.batches
     )
-    for order in ORDERS:
-        result[f"pointstore_{order}"] = inprocess.measure_point_store(
-            workload,
-            base,
-            order,
-            args.minutes_per_request,
-            args.batches if order == "series" else 0,
-        )
+    result["pointstore_series"] = inprocess.measure_point_store(
+        workload, base, "series", args.minutes_per_request, args.batches
+    )
+    # The first day of time-major writes is enough for a rate, and the whole
+    # week would add minutes to every repetition.
+    result["pointstore_time"] = inprocess.measure_point_store(
+        workload,
+        base,
+        "time",
+        args.minutes_per_request,
+        0,
+        max_writes=-(-DAY_S // (60 * args.minutes_per_request)),
+    )
     result["loadavg_end"] = os.getloadavg()
     (run_dir / f"repetition-{index + 1}.json").write_text(json.dumps(result, indent=1))
     return result
