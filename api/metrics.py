@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 import msgspec
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.ipc
@@ -133,19 +134,79 @@ def list_metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     return json_response(metrics)
 
 
-def _render_points(frame: pl.DataFrame) -> str:
-    """Render `bucket_ns` and `value` columns as the JSON list of points."""
-    if frame.is_empty():
+_TIME_TEXT: dict[int, str] = {}
+_TIME_TEXT_LIMIT = 200_000
+
+
+def _time_text(bucket_ns: int) -> str:
+    """Return `"time":"<RFC3339>"` for a bucket start, from a bounded cache."""
+    text = _TIME_TEXT.get(bucket_ns)
+    if text is None:
+        if len(_TIME_TEXT) >= _TIME_TEXT_LIMIT:
+            _TIME_TEXT.clear()
+        text = f'{{"time":"{format_time(bucket_ns)}","value":'
+        _TIME_TEXT[bucket_ns] = text
+    return text
+
+
+class _MinuteTexts:
+    """RFC 3339 texts of whole minutes around the latest ones asked for.
+
+    Rendering 10,000 timestamps costs more than reading their points, and
+    answers of the finest levels ask for the same recent minutes again.
+    """
+
+    SPAN = 8 * 1440  # minutes: a week of 1m buckets and a day to spare
+
+    def __init__(self) -> None:
+        self._first = 0
+        self._texts: pl.Series | None = None
+
+    def texts(self, starts: np.ndarray) -> pl.Series | None:
+        minute = 60_000_000_000
+        if (starts % minute).any():
+            return None
+        index = starts // minute
+        texts = self._texts
+        if (
+            texts is None
+            or index[0] < self._first
+            or index[-1] >= self._first + self.SPAN
+        ):
+            first = int(index[-1]) - self.SPAN + 1440
+            if index[0] < first:
+                return None
+            grid = (np.arange(self.SPAN, dtype=np.int64) + first) * minute
+            texts = (
+                pl.Series(grid)
+                .cast(pl.Datetime("ns"))
+                .dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+            )
+            self._first, self._texts = first, texts
+        return texts.gather(index - self._first)
+
+
+_MINUTES = _MinuteTexts()
+
+
+def _render_points(starts: np.ndarray, values: np.ndarray) -> str:
+    """Render bucket starts and values as the JSON list of points."""
+    if starts.size == 0:
         return "[]"
-    has_fraction = bool((frame["bucket_ns"] % 1_000_000_000 != 0).any())
-    if has_fraction:
-        times = pl.Series([format_time(t) for t in frame["bucket_ns"].to_list()])
-    else:
-        times = (
-            frame["bucket_ns"].cast(pl.Datetime("ns")).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if starts.size <= 4096:
+        times = map(_time_text, starts.tolist())
+        return (
+            "[" + "},".join(map(str.__add__, times, map(repr, values.tolist()))) + "}]"
         )
+    aligned = not bool((starts % 1_000_000_000).any())
+    if aligned:
+        times = (
+            pl.Series(starts).cast(pl.Datetime("ns")).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        )
+    else:
+        times = pl.Series([format_time(t) for t in starts.tolist()])
     text = (
-        pl.DataFrame({"t": times, "v": frame["value"]})
+        pl.DataFrame({"t": times, "v": values})
         .select(
             pl.concat_str(
                 [
@@ -206,27 +267,10 @@ def metric_values(
     if series_id is not None:
         lo = max(floor_to(start, step), retained)
         hi = min(ceil_to(end, step), MAX_NS)
-        table = services.points.buckets(level, series_id, lo, hi)
-        frame = pl.from_arrow(table)
-        if frame.height:
-            if step != level.interval_ns:
-                frame = (
-                    frame.with_columns(
-                        bucket_ns=pl.col("bucket_ns") - pl.col("bucket_ns") % step
-                    )
-                    .group_by("bucket_ns", maintain_order=True)
-                    .agg(
-                        count=pl.col("count").sum(),
-                        sum=pl.col("sum").sum(),
-                        min=pl.col("min").min(),
-                        max=pl.col("max").max(),
-                        last=pl.col("last").sort_by("last_ns").last(),
-                    )
-                )
-            frame = frame.select(
-                "bucket_ns", value=_value_expression(definition.aggregate)
-            )
-            points = _render_points(frame)
+        starts, values = services.points.values(
+            level, series_id, lo, hi, step, definition.aggregate
+        )
+        points = _render_points(starts, values)
     body = (
         '{"id":'
         + msgspec.json.encode(f"{definition.id}.{object_id}").decode()

@@ -55,6 +55,7 @@ class Services:
             db,
             levels_from_config(config.get("metrics.levels")),
             lambda: config.get("metrics.rawRetention"),
+            lambda short: getattr(definitions.get(short), "aggregate", "sum"),
         )
         sweeper = Sweeper(config, jobs, nodes, node_files, points)
         services = cls(

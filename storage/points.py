@@ -26,13 +26,16 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 from loguru import logger
 
 from mmab_metrics.rollup import Level, ceil_to, exact_segments, floor_to
 from storage.database import Database
+from storage.level_cache import LevelCache
 
+_RETURNING = " RETURNING series_id, bucket_ns, count, sum, min, max, last"
 SUMMARY_COLUMNS = ("count", "sum", "min", "max", "first", "last", "first_ns", "last_ns")
 _LEVEL_SCHEMA = {
     "series_id": pl.Int32,
@@ -113,8 +116,12 @@ class PointStore:
         db: Database,
         levels: Sequence[Level],
         raw_retention_ns: Callable[[], int],
+        aggregate_of: Callable[[str], str] = lambda short: "sum",
     ) -> None:
         self.db = db
+        self.aggregate_of = aggregate_of
+        self._short_of: dict[int, str] = {}
+        self._pending: list[tuple[Level, pl.DataFrame, pl.DataFrame | None]] = []
         self.levels = tuple(levels)
         # The finest level is served from raw: raw retention is never shorter
         # than its retention, so raw holds every point of its retained
@@ -149,6 +156,21 @@ class PointStore:
                 for series_id, latest in con.execute(source).fetchall():
                     if latest > self._latest.get(series_id, latest - 1):
                         self._latest[series_id] = latest
+        self.caches = {
+            level: LevelCache(level, lambda sid: self.aggregate_of(self._short_of[sid]))
+            for level in self.stored_levels
+        }
+        self.reload_caches()
+
+    def reload_caches(self) -> None:
+        """Load every stored level into its in-memory cache."""
+        with self.db.cursor() as con:
+            for level, cache in self.caches.items():
+                table = con.sql(
+                    "SELECT series_id, bucket_ns, count, sum, min, max, last "
+                    f"FROM {level.table}"
+                ).to_arrow_table()
+                cache.replace_all(pl.from_arrow(table))
 
     # ----------------------------------------------------------- series --
 
@@ -186,6 +208,7 @@ class PointStore:
         return pairs.with_columns(ids)
 
     def _register_series(self, short: str, object_id: str, series_id: int) -> None:
+        self._short_of[series_id] = short
         self._series[(short, object_id)] = series_id
         self._keys[f"{short}\x1f{object_id}"] = series_id
 
@@ -259,6 +282,7 @@ class PointStore:
             if sid in latest and lo <= latest[sid]
         }
         con = self.db._con
+        self._pending = []
         con.execute("BEGIN")
         try:
             in_raw = frame.filter(pl.col("time_ns") >= raw_cutoff)
@@ -299,7 +323,11 @@ class PointStore:
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
+            self._pending = []
             raise
+        for level, rows, removed_keys in self._pending:
+            self.caches[level].update(rows, removed_keys)
+        self._pending = []
         for sid, hi in zip(
             bounds["series_id"].to_list(), bounds["hi"].to_list(), strict=True
         ):
@@ -340,9 +368,11 @@ class PointStore:
         )
         try:
             if not meets_existing:
-                con.execute(
+                changed = con.execute(
                     f"INSERT INTO {level.table} {summary} ORDER BY series_id, bucket_ns"
-                )
+                    + _RETURNING
+                ).fetchnumpy()
+                self._pending.append((level, pl.DataFrame(changed), None))
                 return
             con.execute(f"CREATE OR REPLACE TEMP TABLE _new AS {summary}")
             con.execute(
@@ -356,7 +386,7 @@ class PointStore:
                 f"AND {level.table}.bucket_ns = o.bucket_ns"
             )
             # On a tie of times, the newer write (rank 1) gives first and last.
-            con.execute(
+            changed = con.execute(
                 f"INSERT INTO {level.table} SELECT series_id, bucket_ns, "
                 "sum(count)::BIGINT, sum(sum), min(min), max(max), "
                 "arg_min(first, first_ns::HUGEINT * 2 - rank), "
@@ -364,7 +394,9 @@ class PointStore:
                 "min(first_ns), max(last_ns) FROM ("
                 "SELECT *, 1 AS rank FROM _new UNION ALL SELECT *, 0 AS rank FROM _old"
                 ") GROUP BY series_id, bucket_ns ORDER BY series_id, bucket_ns"
-            )
+                + _RETURNING
+            ).fetchnumpy()
+            self._pending.append((level, pl.DataFrame(changed), None))
             con.execute("DROP TABLE _new")
             con.execute("DROP TABLE _old")
         finally:
@@ -504,6 +536,8 @@ class PointStore:
             con.register("_merged", merged.to_arrow())
             con.execute(f"INSERT INTO {level.table} SELECT * FROM _merged")
             con.unregister("_merged")
+        removed = touched.join(merged, on=["series_id", "bucket_ns"], how="anti")
+        self._pending.append((level, merged, removed))
 
     def rebuild(self, now_ns: int, batch_series: int = 50) -> dict[str, float]:
         """Recompute every level from raw, a batch of series at a time.
@@ -537,6 +571,7 @@ class PointStore:
                         "GROUP BY series_id, bucket_ns ORDER BY series_id, bucket_ns",
                         [low, high, lowest],
                     )
+        self.reload_caches()
         seconds = time.perf_counter() - started
         logger.bind(series=len(ids), seconds=round(seconds, 3)).info("levels rebuilt")
         return {"seconds": seconds, "series": len(ids)}
@@ -564,6 +599,76 @@ class PointStore:
             )
         with self.db.cursor() as con:
             return con.sql(sql, params=[series_id, lo_ns, hi_ns]).to_arrow_table()
+
+    def _raw_buckets(
+        self, interval: int, series_id: int, lo_ns: int, hi_ns: int, aggregate: str
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Aggregate one series' raw points into buckets of the finest level."""
+        with self.db.cursor() as con:
+            found = con.execute(
+                "SELECT time_ns, value FROM raw "
+                "WHERE series_id = ? AND time_ns >= ? AND time_ns < ?",
+                [series_id, lo_ns, hi_ns],
+            ).fetchnumpy()
+        times = np.asarray(found["time_ns"], dtype=np.int64)
+        values = np.asarray(found["value"], dtype=np.float64)
+        if times.size > 1 and (np.diff(times) < 0).any():
+            order = np.argsort(times, kind="stable")
+            times, values = times[order], values[order]
+        starts = times - times % interval
+        if starts.size < 2 or (starts[1:] != starts[:-1]).all():
+            return starts, values, np.ones(starts.size, np.int64)
+        edges = np.flatnonzero(np.diff(starts)) + 1
+        heads = np.concatenate([[0], edges])
+        counts = np.diff(np.concatenate([heads, [starts.size]]))
+        if aggregate in ("sum", "avg"):
+            values = np.add.reduceat(values, heads)
+        elif aggregate == "min":
+            values = np.minimum.reduceat(values, heads)
+        elif aggregate == "max":
+            values = np.maximum.reduceat(values, heads)
+        else:
+            values = values[np.concatenate([edges - 1, [values.size - 1]])]
+        return starts[heads], values, counts
+
+    def values(
+        self,
+        level: Level,
+        series_id: int,
+        lo_ns: int,
+        hi_ns: int,
+        step_ns: int,
+        aggregate: str,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return bucket starts and values of one series, in buckets of `step_ns`.
+
+        Reads level buckets with start in [lo, hi), from raw for the finest
+        level and from the in-memory cache for the others, and merges them
+        into epoch-aligned buckets of `step_ns`, a multiple of the level's.
+        """
+        if level == self.finest:
+            starts, values, counts = self._raw_buckets(
+                level.interval_ns, series_id, lo_ns, hi_ns, aggregate
+            )
+        else:
+            starts, values, counts = self.caches[level].read(series_id, lo_ns, hi_ns)
+        if step_ns != level.interval_ns and starts.size:
+            groups = starts - starts % step_ns
+            edges = np.flatnonzero(np.diff(groups)) + 1
+            heads = np.concatenate([[0], edges])
+            if aggregate in ("sum", "avg"):
+                values = np.add.reduceat(values, heads)
+            elif aggregate == "min":
+                values = np.minimum.reduceat(values, heads)
+            elif aggregate == "max":
+                values = np.maximum.reduceat(values, heads)
+            else:
+                values = values[np.concatenate([edges - 1, [values.size - 1]])]
+            counts = np.add.reduceat(counts, heads)
+            starts = groups[heads]
+        if aggregate == "avg":
+            values = values / counts
+        return starts, values
 
     def segment_summaries(
         self,
@@ -663,6 +768,7 @@ class PointStore:
                     f"DELETE FROM {level.table} WHERE bucket_ns < ?",
                     [now_ns - level.retention_ns],
                 ).fetchone()[0]
+                self.caches[level].drop_before(now_ns - level.retention_ns)
         if any(deleted.values()):
             logger.bind(**deleted).info("metric retention applied")
         return deleted
