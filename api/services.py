@@ -57,6 +57,11 @@ class Services:
             lambda: config.get("metrics.rawRetention"),
             lambda short: getattr(definitions.get(short), "aggregate", "sum"),
         )
+        if points.new_levels and points.all_series():
+            logger.bind(
+                levels=",".join(level.name for level in points.new_levels)
+            ).info("building new metric levels from raw points")
+            points.rebuild(clock.now_ns())
         sweeper = Sweeper(config, jobs, nodes, node_files, points)
         services = cls(
             data_dir,

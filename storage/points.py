@@ -136,6 +136,17 @@ class PointStore:
         # after it cannot replace a stored point or meet an existing bucket.
         self._latest: dict[int, int] = {}
         with db.cursor() as con:
+            existing = {
+                row[0]
+                for row in con.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"
+                ).fetchall()
+            }
+            # A level added to `metrics.levels` since the last start is built
+            # from raw once the store is open.
+            self.new_levels = [
+                level for level in self.stored_levels if level.table not in existing
+            ]
             for level in self.stored_levels:
                 con.execute(
                     f"CREATE TABLE IF NOT EXISTS {level.table} ("
