@@ -105,6 +105,10 @@ class Database:
         """Hold the lock and yield the connection, outside a transaction."""
         with self.lock:
             started = time.perf_counter()
+            # A previous `execute(...).fetchone()` that found a row leaves its
+            # result open, and DuckDB 2.0 then rejects `sql()` and `register()`
+            # on the connection until that result is run to its end.
+            self._con.complete()
             yield self._con
             logger.bind(ms=round((time.perf_counter() - started) * 1e3, 3)).trace("sql")
 

@@ -108,6 +108,23 @@ def merge_summaries(frame: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
     )
 
 
+def _last_of_each_key(frame: pl.DataFrame) -> pl.DataFrame:
+    """Sort points by series and time, keeping the last row of each key.
+
+    The sort is stable, so of rows with the same `(series, time, source)` the
+    one sent last stays; rows of one key are adjacent once sorted by source too.
+    """
+    frame = frame.sort("series_id", "time_ns", "source", maintain_order=True)
+    repeated = (
+        (pl.col("series_id") == pl.col("series_id").shift(-1))
+        & (pl.col("time_ns") == pl.col("time_ns").shift(-1))
+        & (pl.col("source") == pl.col("source").shift(-1))
+    ).fill_null(False)
+    if not frame.select(repeated.any()).item():
+        return frame
+    return frame.filter(~repeated)
+
+
 class PointStore:
     """Raw points and their levels, behind the database lock."""
 
@@ -236,7 +253,7 @@ class PointStore:
         frame = (
             self._assign_series(points).select(list(POINT_SCHEMA)).cast(POINT_SCHEMA)
         )
-        frame = frame.unique(subset=["series_id", "time_ns", "source"], keep="last")
+        frame = _last_of_each_key(frame)
         with self.db.lock:
             self._write_locked(frame, now_ns, removed=None)
         return points.height
@@ -296,9 +313,9 @@ class PointStore:
         self._pending = []
         con.execute("BEGIN")
         try:
+            # Rows go in clustered by series and time (`write` sorts them), so
+            # that a series' points share row groups and prune by zone maps.
             in_raw = frame.filter(pl.col("time_ns") >= raw_cutoff)
-            # Rows go in clustered by series and time, so that a series' points
-            # share row groups, compress well and prune by zone maps.
             if not in_raw.is_empty():
                 in_raw = in_raw.sort("series_id", "time_ns")
             replaced = pl.DataFrame(schema=POINT_SCHEMA)
