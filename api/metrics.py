@@ -189,15 +189,23 @@ class _MinuteTexts:
 _MINUTES = _MinuteTexts()
 
 
+def _value_text(value: float) -> str:
+    return repr(value) if math.isfinite(value) else "null"
+
+
 def _render_points(starts: np.ndarray, values: np.ndarray) -> str:
-    """Render bucket starts and values as the JSON list of points."""
+    """Render bucket starts and values as the JSON list of points.
+
+    A sum of finite points can overflow to an infinity, which JSON cannot
+    carry, so such a bucket's value is rendered as `null`.
+    """
     if starts.size == 0:
         return "[]"
+    finite = bool(np.isfinite(values).all())
     if starts.size <= 4096:
         times = map(_time_text, starts.tolist())
-        return (
-            "[" + "},".join(map(str.__add__, times, map(repr, values.tolist()))) + "}]"
-        )
+        texts = map(repr if finite else _value_text, values.tolist())
+        return "[" + "},".join(map(str.__add__, times, texts)) + "}]"
     aligned = not bool((starts % 1_000_000_000).any())
     if aligned:
         times = (
@@ -205,6 +213,11 @@ def _render_points(starts: np.ndarray, values: np.ndarray) -> str:
         )
     else:
         times = pl.Series([format_time(t) for t in starts.tolist()])
+    value_text = pl.col("v").cast(pl.String)
+    if not finite:
+        value_text = (
+            pl.when(pl.col("v").is_finite()).then(value_text).otherwise(pl.lit("null"))
+        )
     text = (
         pl.DataFrame({"t": times, "v": values})
         .select(
@@ -213,7 +226,7 @@ def _render_points(starts: np.ndarray, values: np.ndarray) -> str:
                     pl.lit('{"time":"'),
                     pl.col("t"),
                     pl.lit('","value":'),
-                    pl.col("v").cast(pl.String),
+                    value_text,
                     pl.lit("}"),
                 ]
             ).str.join(",")
