@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.parse
+from pathlib import Path
 
 import numpy as np
 from servers import Http, log
@@ -24,6 +25,7 @@ from workload import (
 )
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+AGENT_TOKEN_FILE = "agent.token"
 VALIDATED_QUERIES = 3
 
 
@@ -54,8 +56,21 @@ class OursClient:
 
     name = "mmab-metrics"
 
-    def __init__(self, http: Http) -> None:
+    def __init__(self, http: Http, data_dir: Path) -> None:
         self.http = http
+        self.data_dir = data_dir
+
+    def _ingest_headers(self) -> dict:
+        """Return the headers of a bulk ingest, with the agent token if the server has one.
+
+        Metric ingestion is an agent route, so a server that keeps an
+        `agent.token` file in its data directory rejects it without the token.
+        """
+        headers = {"Content-Type": ARROW_STREAM}
+        token_file = self.data_dir / AGENT_TOKEN_FILE
+        if token_file.exists():
+            headers["X-Agent-Token"] = token_file.read_text(encoding="ascii").strip()
+        return headers
 
     def register_definitions(self) -> None:
         for definition in DEFINITIONS:
@@ -83,7 +98,7 @@ class OursClient:
             "POST",
             "/api/v1/metricValue",
             body=body,
-            headers={"Content-Type": ARROW_STREAM},
+            headers=self._ingest_headers(),
         )
         if status != 200:
             raise QueryError(f"bulk ingest failed with {status}: {answer[:300]!r}")

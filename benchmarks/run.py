@@ -314,7 +314,7 @@ def measure_ours(
     result: dict = {}
     server, port = start_ours(data_dir, workload.end_s, log_path)
     http = Http(port)
-    client = OursClient(http)
+    client = OursClient(http, data_dir)
     try:
         result["sockets"] = assert_loopback_only(server.pid)
         client.register_definitions()
@@ -521,7 +521,7 @@ def measure_small_batch(
     server, port = start_ours(data_dir, workload.end_s, log_path)
     restart_s = time.perf_counter() - started
     http = Http(port)
-    client = OursClient(http)
+    client = OursClient(http, data_dir)
     try:
         time_health(http, count=20)
         latencies = []
