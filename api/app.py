@@ -18,6 +18,7 @@ from api import nodes as node_routes
 from api import system as system_routes
 from api.access import AccessLog
 from api.errors import EXCEPTION_HANDLERS
+from api.guard import Guard
 from api.services import Services
 from mmab_metrics.durations import SECOND
 
@@ -45,6 +46,7 @@ class Schedule:
             "metrics": values["job.retentionInterval"] / 1e9,
             "node_files": values["node.cleanLogInterval"] / 1e9,
             "nodes": _NODE_CHECK_NS / 1e9,
+            "tokens": _NODE_CHECK_NS / 1e9,
         }
 
     def due(self, now: float) -> list[str]:
@@ -112,6 +114,16 @@ def create_app(services: Services, *, schedule: bool = True) -> Litestar:
 
 def create_asgi(services: Services, *, schedule: bool = True) -> Any:
     """Build the app wrapped in the access log, as the server runs it."""
+    guard = Guard(
+        services.tokens,
+        services.cognito,
+        lambda: services.config.values,
+        services.clock.now_ns,
+    )
     return AccessLog(
-        create_app(services, schedule=schedule), services.logs, services.clock
+        create_app(services, schedule=schedule),
+        services.logs,
+        services.clock,
+        guard,
+        lambda: services.config.get("security.limits.maxInFlight"),
     )

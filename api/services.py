@@ -8,7 +8,9 @@ from typing import Any
 
 from loguru import logger
 
+from api.cognito import CognitoVerifier
 from api.logfiles import LogFiles
+from api.tokens import Tokens
 from mmab_metrics.clock import Clock
 from mmab_metrics.config import ConfigStore
 from mmab_metrics.rollup import levels_from_config
@@ -34,6 +36,8 @@ class Services:
     definitions: DefinitionStore
     points: PointStore
     sweeper: Sweeper
+    tokens: Tokens
+    cognito: CognitoVerifier
 
     @classmethod
     def open(cls, data_dir: Path, clock: Clock, *, stderr_log: bool = True) -> Services:
@@ -62,7 +66,16 @@ class Services:
                 levels=",".join(level.name for level in points.new_levels)
             ).info("building new metric levels from raw points")
             points.rebuild(clock.now_ns())
-        sweeper = Sweeper(config, jobs, nodes, node_files, points)
+        tokens = Tokens(data_dir)
+        cognito = CognitoVerifier(lambda: config.values, clock)
+        sweeper = Sweeper(
+            config,
+            jobs,
+            nodes,
+            node_files,
+            points,
+            extra_rules={"tokens": tokens.check_rotation},
+        )
         services = cls(
             data_dir,
             clock,
@@ -75,6 +88,8 @@ class Services:
             definitions,
             points,
             sweeper,
+            tokens,
+            cognito,
         )
         config.subscribe(services._on_config_change)
         return services

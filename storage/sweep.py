@@ -6,7 +6,7 @@ with the clock wherever they want it, instead of waiting.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from loguru import logger
@@ -40,9 +40,12 @@ class Sweeper:
         nodes: NodeStore,
         node_files: NodeFiles,
         points: PointStore,
+        extra_rules: dict[str, Callable[[int], object]] | None = None,
     ) -> None:
         self.config = config
         self.points = points
+        # Rules owned by other layers, such as the agent token file check.
+        self.extra_rules = dict(extra_rules or {})
         self.jobs = jobs
         self.nodes = nodes
         self.node_files = node_files
@@ -52,10 +55,10 @@ class Sweeper:
         values = self.config.values
         return {key: values[key] for key in ("job.successTTL", "job.failureTTL")}
 
-    def run(self, now_ns: int, rules: Iterable[str] = RULES) -> SweepReport:
-        """Apply the named rules at `now_ns`."""
+    def run(self, now_ns: int, rules: Iterable[str] | None = None) -> SweepReport:
+        """Apply the named rules at `now_ns`, or every rule."""
         report = SweepReport()
-        rules = set(rules)
+        rules = set(RULES) | set(self.extra_rules) if rules is None else set(rules)
         if "jobs" in rules:
             report.jobs_deleted = self.jobs.delete_expired(self.ttls(), now_ns)
             if report.jobs_deleted:
@@ -68,6 +71,9 @@ class Sweeper:
             report.nodes_finished = self._log_finished_nodes(now_ns)
         if "node_files" in rules:
             report.node_files_deleted = self._clean_node_files(now_ns)
+        for name, rule in self.extra_rules.items():
+            if name in rules:
+                rule(now_ns)
         return report
 
     def _log_finished_nodes(self, now_ns: int) -> list[str]:

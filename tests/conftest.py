@@ -29,6 +29,16 @@ from mmab_metrics.clock import Clock
 from mmab_metrics.timecodec import parse_time
 
 _LISTENING = re.compile(r"listening on (\S+)")
+
+
+def credential_headers(data_dir: Path) -> dict[str, str]:
+    """Read the tokens a server wrote into `data_dir` as request headers."""
+    return {
+        "X-Agent-Token": (data_dir / "agent.token").read_text().strip(),
+        "X-Admin-Token": (data_dir / "admin.token").read_text().strip(),
+    }
+
+
 START_TIMEOUT_S = 60
 
 
@@ -88,15 +98,23 @@ class ServerProcess:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             try:
-                with self.client() as probe:
+                with self.client(auth=False) as probe:
                     if probe.get("/health").status_code == 200:
                         return self
             except httpx.TransportError:
                 time.sleep(0.05)
         raise RuntimeError("server never answered /health:\n" + "".join(self.output))
 
-    def client(self, **kwargs: object) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30, verify=False, **kwargs)
+    def tokens(self) -> dict[str, str]:
+        """Return the credential headers of this server's agent and admin tokens."""
+        return credential_headers(self.data_dir)
+
+    def client(self, *, auth: bool = True, **kwargs: object) -> httpx.Client:
+        """Return a client; with `auth`, it sends the agent and admin tokens."""
+        headers = self.tokens() if auth else {}
+        return httpx.Client(
+            base_url=self.url, timeout=30, verify=False, headers=headers, **kwargs
+        )
 
     def stop(self) -> int:
         """Stop the server with SIGTERM and return its exit code."""
@@ -172,6 +190,7 @@ def app(tmp_path: Path) -> Iterator[InProcess]:
     services = Services.open(tmp_path / "data", clock, stderr_log=False)
     asgi = create_asgi(services, schedule=False)
     with TestClient(app=asgi, base_url="http://127.0.0.1") as client:
+        client.headers.update(credential_headers(tmp_path / "data"))
         yield InProcess(services, client, clock)
     services.close()
     services.logs.close()

@@ -68,8 +68,11 @@ def test_rotation_keeps_whole_lines_and_an_unbroken_run(server, http):
 
 
 def test_access_log_line(server, http):
-    http.get("/api/v1/config", headers={"X-Node-ID": "node-7"})
-    http.get("/health")
+    agent = {"X-Agent-Token": server.tokens()["X-Agent-Token"], "X-Node-ID": "node-7"}
+    with server.client(auth=False) as plain:
+        plain.get("/api/v1/config", headers=agent)
+        plain.get("/health")
+    http.get("/api/v1/node")
     lines = http.get("/mmab-access.log").text.splitlines()
     entries = [json.loads(line) for line in lines]
     config = [e for e in entries if e["path"] == "/api/v1/config"][-1]
@@ -81,6 +84,8 @@ def test_access_log_line(server, http):
     assert config["time"] == "2025-03-16T12:00:00Z"
     health = [e for e in entries if e["path"] == "/health"][-1]
     assert health["user"] == "loopback"
+    admin = [e for e in entries if e["path"] == "/api/v1/node"][-1]
+    assert admin["user"] == "admin-token"
 
 
 def test_server_log_names_start(server, http):

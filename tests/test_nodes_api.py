@@ -72,7 +72,7 @@ def raw_request(
     url = urlsplit(server.url)
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
     try:
-        connection.request(method, target, body=body)
+        connection.request(method, target, body=body, headers=server.tokens())
         response = connection.getresponse()
         return response.status, response.read()
     finally:

@@ -20,6 +20,7 @@ from tests.conftest import ServerProcess
 NOW = "2025-03-16T12:00:00Z"
 
 
+# The simulation sends about 3,000 requests, each a durable write.
 @pytest.fixture(scope="module")
 def fleet(
     tmp_path_factory: pytest.TempPathFactory,
@@ -43,6 +44,8 @@ def fleet(
             "200",
             "--manifest",
             str(manifest_path),
+            "--token",
+            server.tokens()["X-Agent-Token"],
         ],
         capture_output=True,
         text=True,
@@ -56,7 +59,7 @@ def fleet(
 
 
 def client_of(server: ServerProcess) -> httpx.Client:
-    return httpx.Client(base_url=server.url, verify=False, timeout=30)
+    return server.client()
 
 
 def expected_job(job: dict) -> dict:
@@ -140,6 +143,7 @@ def check_state(server: ServerProcess, manifest: dict) -> None:
                 assert hashlib.sha256(content).hexdigest() == digest["sha256"]
 
 
+@pytest.mark.timeout(1200)
 def test_simulated_fleet_is_served(fleet):
     server, manifest = fleet
     assert len(manifest["jobs"]) == 200
@@ -148,6 +152,7 @@ def test_simulated_fleet_is_served(fleet):
     check_state(server, manifest)
 
 
+@pytest.mark.timeout(1200)
 def test_simulated_fleet_survives_restart(fleet):
     server, manifest = fleet
     with client_of(server) as http:
@@ -182,6 +187,8 @@ def simulate(server: ServerProcess, manifest: Path, *extra: str) -> dict:
             "7",
             "--manifest",
             str(manifest),
+            "--token",
+            server.tokens()["X-Agent-Token"],
             *extra,
         ],
         capture_output=True,
