@@ -343,7 +343,9 @@ class PointStore:
                 con.unregister("_arrivals")
             for level in self.stored_levels:
                 if replaced.is_empty():
-                    self._merge_level(con, level, frame, bounds, now_ns)
+                    # Nothing to merge, as when a job's new events derive no point.
+                    if not frame.is_empty():
+                        self._merge_level(con, level, frame, bounds, now_ns)
                 else:
                     self._roll_up(con, level, frame, replaced, now_ns)
             if before_commit is not None:
