@@ -15,6 +15,7 @@ from api import config as config_routes
 from api import jobs as job_routes
 from api import metrics as metric_routes
 from api import nodes as node_routes
+from api import security as security_routes
 from api import system as system_routes
 from api.access import AccessLog
 from api.errors import EXCEPTION_HANDLERS
@@ -101,6 +102,7 @@ def create_app(services: Services, *, schedule: bool = True) -> Litestar:
             *node_routes.ROUTES,
             *job_routes.ROUTES,
             *metric_routes.ROUTES,
+            *security_routes.ROUTES,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         state=State({"services": services}),

@@ -215,6 +215,47 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def rotate_agent_token(args: argparse.Namespace) -> int:
+    """Write a new agent token; a running server switches to it within seconds."""
+    from api.tokens import AGENT_TOKEN_FILE, write_token
+
+    data_dir = data_dir_of(args.data_dir)
+    if not (data_dir / "config.json").exists():
+        print(f"mmab-metrics: {data_dir} is not a data directory", file=sys.stderr)
+        return 1
+    write_token(data_dir / AGENT_TOKEN_FILE)
+    print(
+        f"wrote a new agent token to {data_dir / AGENT_TOKEN_FILE}; a running server "
+        "keeps accepting the previous one for 10 minutes"
+    )
+    return 0
+
+
+def cognito_off(args: argparse.Namespace) -> int:
+    """Turn Cognito off in a stopped server's configuration."""
+    from mmab_metrics.config import ConfigStore, apply_kv
+
+    data_dir = data_dir_of(args.data_dir)
+    lock = ServerLock(data_dir)
+    holder = lock.acquire()
+    if holder is not None:
+        print(
+            f"mmab-metrics: a server is running on {data_dir}: {holder}; stop it "
+            "first, or call DELETE /api/v1/security/cognito as an administrator",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        store, _ = ConfigStore.open(data_dir)
+        store.update(
+            lambda values: apply_kv(values, {"security.cognito.enabled": "false"})
+        )
+    finally:
+        lock.release()
+    print(f"Cognito is off in {data_dir / 'config.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmab-metrics",
@@ -242,6 +283,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--frozen", action="store_true", help="hold the server clock at --now"
     )
     serve_parser.set_defaults(run=serve)
+
+    for name, run, text in (
+        ("rotate-agent-token", rotate_agent_token, "write a new agent token"),
+        ("cognito-off", cognito_off, "turn Cognito off while the server is stopped"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument(
+            "--data-dir",
+            help="data directory (default: $MMAB_DATA_DIR, else ./mmab-data)",
+        )
+        command.set_defaults(run=run)
 
     from mmab_metrics import simulate
 

@@ -279,7 +279,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--token",
         metavar="TOKEN",
         help="agent token, sent as X-Agent-Token on every write "
-        "(default: $MMAB_AGENT_TOKEN)",
+        "(default: $MMAB_AGENT_TOKEN, else the agent.token file of --data-dir)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help="data directory of the server, to read its agent.token file from",
     )
 
 
@@ -295,6 +301,13 @@ def main(args: argparse.Namespace) -> int:
     written only after every request succeeded.
     """
     token = args.token if args.token is not None else os.environ.get("MMAB_AGENT_TOKEN")
+    if token is None and args.data_dir is not None:
+        token_file = args.data_dir / "agent.token"
+        try:
+            token = token_file.read_text(encoding="ascii").strip()
+        except OSError as error:
+            print(f"simulate: cannot read {token_file}: {error}", file=sys.stderr)
+            return 2
     try:
         verify = _tls_verification(args)
     except (OSError, ssl.SSLError) as error:
