@@ -236,6 +236,23 @@ def _render_points(starts: np.ndarray, values: np.ndarray) -> str:
     return f"[{text}]"
 
 
+def _too_many_points(levels: Any, found: int, cap: int, lo: int, hi: int) -> ApiError:
+    """Name the point cap and the finest interval whose answer fits under it."""
+    needed = -(-(hi - lo) // cap)
+    finest = levels[0].interval_ns
+    # A whole multiple of the finest level is always a valid interval.
+    suggestion = finest * -(-needed // finest)
+    return ApiError(
+        400,
+        f"the answer has {found} points, more than `security.limits.maxPoints` "
+        f"({cap}); ask for a coarser interval such as {format_duration(suggestion)} "
+        "or a shorter range",
+        field="interval",
+        limit="security.limits.maxPoints",
+        suggestedInterval=format_duration(suggestion),
+    )
+
+
 @get("/api/v1/metricValue/{object_id:str}/{definition_id:str}", sync_to_thread=False)
 def metric_values(
     request: Request[Any, Any, Any],
@@ -283,6 +300,9 @@ def metric_values(
         starts, values = services.points.values(
             level, series_id, lo, hi, step, definition.aggregate
         )
+        cap = services.config.get("security.limits.maxPoints")
+        if starts.size > cap:
+            raise _too_many_points(services.points.levels, starts.size, cap, lo, hi)
         points = _render_points(starts, values)
     body = (
         '{"id":'

@@ -466,3 +466,30 @@ def test_rotate_agent_token_command(server):
     after = (server.data_dir / "agent.token").read_text()
     assert after != before
     assert Path(server.data_dir / "agent.token").stat().st_mode & 0o777 == 0o600
+
+
+def test_point_cap_names_limit_and_interval(app):
+    app.client.put(
+        "/api/v1/configKV", json={"kvMap": {"security.limits.maxPoints": "2"}}
+    )
+    points = [{"time": f"2025-03-16T10:0{i}:00Z", "value": i} for i in range(5)]
+    stored = app.client.post(
+        "/api/v1/metricValue/queue-q1/jobSubmitted", json={"points": points}
+    )
+    assert stored.status_code == 200
+    params = {
+        "interval": "1m",
+        "start": "2025-03-16T10:00:00Z",
+        "end": "2025-03-16T10:05:00Z",
+    }
+    response = app.client.get(
+        "/api/v1/metricValue/queue-q1/jobSubmitted", params=params
+    )
+    assert response.status_code == 400
+    error = response.json()
+    assert error["limit"] == "security.limits.maxPoints"
+    assert error["suggestedInterval"] == "3m0s"
+    params["interval"] = error["suggestedInterval"]
+    fits = app.client.get("/api/v1/metricValue/queue-q1/jobSubmitted", params=params)
+    assert fits.status_code == 200
+    assert len(fits.json()["points"]) <= 2
