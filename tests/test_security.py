@@ -220,9 +220,11 @@ def pool() -> Iterator[dict]:
         ]
     }
     body = json.dumps(jwks).encode()
+    hits = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            hits.append(self.path)
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -239,6 +241,7 @@ def pool() -> Iterator[dict]:
         "key": key,
         "other": other,
         "url": f"http://127.0.0.1:{server.server_address[1]}/jwks.json",
+        "hits": hits,
     }
     server.shutdown()
 
@@ -493,3 +496,70 @@ def test_point_cap_names_limit_and_interval(app):
     fits = app.client.get("/api/v1/metricValue/queue-q1/jobSubmitted", params=params)
     assert fits.status_code == 200
     assert len(fits.json()["points"]) <= 2
+
+
+def test_jwks_refetched_at_most_once_a_minute(pool):
+    from api.cognito import CognitoVerifier, TokenError
+    from mmab_metrics.clock import Clock
+
+    values = {
+        "security.cognito.userPoolID": POOL,
+        "security.cognito.clientID": CLIENT,
+        "security.cognito.jwksURL": pool["url"].replace("jwks.json", "rate.json"),
+    }
+    clock = Clock(parse_time(NOW), frozen=True)
+    verifier = CognitoVerifier(lambda: values, clock)
+
+    def fetches() -> int:
+        return sum(path == "/rate.json" for path in pool["hits"])
+
+    assert verifier.verify(token(pool)).username == "alice"
+    assert fetches() == 1
+    for _ in range(3):
+        with pytest.raises(TokenError):
+            verifier.verify(token(pool, kid="key-unknown"))
+    assert fetches() == 1
+    clock.advance(60 * 1_000_000_000)
+    with pytest.raises(TokenError):
+        verifier.verify(token(pool, kid="key-unknown"))
+    assert fetches() == 2
+    assert verifier.verify(token(pool)).username == "alice"
+    assert fetches() == 2
+
+
+def test_requests_past_max_in_flight_get_503(app, tokens):
+    app.client.put(
+        "/api/v1/configKV", json={"kvMap": {"security.limits.maxInFlight": "1"}}
+    )
+    app.client.post("/api/v1/node", json=NODE)
+    asgi = create_asgi(app.services, schedule=False)
+
+    async def run():
+        release = asyncio.Event()
+
+        async def slow_body():
+            yield b"first line\n"
+            await release.wait()
+            yield b"last line\n"
+
+        transport = httpx.ASGITransport(app=asgi, client=("127.0.0.1", 1))
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://server"
+        ) as http:
+            upload = asyncio.create_task(
+                http.post(
+                    "/nodes/node-1/var/log/slow.log",
+                    content=slow_body(),
+                    headers=tokens,
+                )
+            )
+            await asyncio.sleep(0.05)
+            busy = await http.get("/health")
+            release.set()
+            return busy, await upload
+
+    busy, upload = asyncio.run(run())
+    assert busy.status_code == 503
+    assert busy.headers["Retry-After"] == "1"
+    assert busy.json()["statusCode"] == 503
+    assert upload.status_code == 204
