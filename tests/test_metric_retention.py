@@ -143,15 +143,24 @@ def test_expired_level_leaves_coarser_levels(app):
     assert found == {"1m": [], "30m": [], "24h": [(bucket, 3)]}
 
 
-def test_point_past_level_retention_skips_it(app):
+@pytest.mark.parametrize(
+    ("hours_ago", "levels"),
+    [(200, ["30m", "24h"]), (2200, ["24h"]), (19000, [])],
+)
+def test_old_point_reaches_covering_levels(app, hours_ago, levels):
     app.set_now(NOW)
-    ingest_ok(app.client, "queue-old", "jobSubmitted", [("2025-03-01T00:10:00Z", 2)])
-    found = levels_of(app, "queue-old", "jobSubmitted", WIDE["start"], WIDE["end"])
-    assert found == {
-        "1m": [],
-        "30m": [("2025-03-01T00:00:00Z", 2)],
-        "24h": [("2025-03-01T00:00:00Z", 2)],
-    }
+    time_text = at(NOW, hours=-hours_ago)
+    ingest_ok(app.client, "queue-old", "jobSubmitted", [(time_text, 2)])
+    found = levels_of(
+        app,
+        "queue-old",
+        "jobSubmitted",
+        at(time_text, hours=-24),
+        at(time_text, hours=24),
+    )
+    assert [interval for interval, points in found.items() if points] == levels
+    for interval in levels:
+        assert [value for _, value in found[interval]] == [2], interval
 
 
 # ------------------------------------------------------------ sealed buckets --
