@@ -312,10 +312,14 @@ def run_queries(
         summary["checks"] = checks
         results[kind] = summary
         marker = "" if summary["valid"] else "  *** WRONG ANSWER: " + json.dumps(checks)
+        timing = (
+            f"n={summary['n']} median {summary['median_ms']:.3f} ms "
+            f"p95 {summary['p95_ms']:.3f} ms"
+            if summary["n"]
+            else "checked only"
+        )
         log(
-            f"    {client.name} query {kind}: n={summary['n']} "
-            f"median {summary.get('median_ms', 0):.3f} ms "
-            f"p95 {summary.get('p95_ms', 0):.3f} ms valid={summary['valid']}{marker}"
+            f"    {client.name} query {kind}: {timing} valid={summary['valid']}{marker}"
         )
     return results
 

@@ -359,7 +359,8 @@ def ratio_cell(ours: Spread | None, other: Spread | None) -> str:
     ratio = ours.median / other.median
     overlap = ours.low <= other.high and other.low <= ours.high
     tie = " tie" if overlap and ours.runs > 1 else ""
-    return f"{ratio:.2f}×{tie}"
+    shown = f"{ratio:.2f}" if ratio >= 0.1 else f"{ratio:.2g}"
+    return f"{shown}×{tie}"
 
 
 def collect(repetitions: list[dict]) -> dict[str, dict[str, Spread | None]]:
@@ -494,7 +495,7 @@ def _targets(table: dict) -> list[str]:
             value = ours.median / reference.median
             low = ours.low / reference.high
             high = ours.high / reference.low
-            shown = f"{value:.2f}× ({low:.2f}..{high:.2f})"
+            shown = f"{value:.3g}× ({low:.3g}..{high:.3g})"
             reference_text = cell(reference)
         else:
             value, low, high = ours.median, ours.low, ours.high
