@@ -22,6 +22,11 @@ JSON = "application/json"
 _JSON_TYPES = ("application/json", "application/problem+json")
 # A JSON escape of a UTF-16 surrogate code unit, paired or not.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# Deepest nesting of arrays and objects accepted in a JSON body. Job events
+# keep unknown fields as sent, and canonicalising, storing and re-reading
+# them recurses once or twice per level, so this stays far below Python's
+# recursion limit (1000) at any stack depth a request runs at.
+MAX_JSON_DEPTH = 64
 
 
 class ApiError(Exception):
@@ -124,7 +129,8 @@ def _finite_float(text: str) -> float:
 
 
 def parse_json(body: bytes, content_type: str | None) -> Any:
-    """Decode a JSON body strictly: no NaN, no Infinity, no numbers out of range.
+    """Decode a JSON body strictly: no NaN, no Infinity, no numbers out of range,
+    no nesting deeper than MAX_JSON_DEPTH.
 
     Strings with an unpaired UTF-16 surrogate are rejected too, because they
     cannot be encoded as UTF-8 into a response, a log or `config.json`.
@@ -146,6 +152,13 @@ def parse_json(body: bytes, content_type: str | None) -> Any:
         )
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, f"invalid JSON body: {exc}", field="body") from None
+    if _too_deep(body, value):
+        raise ApiError(
+            400,
+            f"invalid JSON body: arrays and objects nested deeper than "
+            f"{MAX_JSON_DEPTH} levels",
+            field="body",
+        )
     if _may_contain_surrogates(body) and _contains_surrogate(value):
         raise ApiError(
             400,
@@ -154,6 +167,26 @@ def parse_json(body: bytes, content_type: str | None) -> Any:
             field="body",
         )
     return value
+
+
+def _too_deep(body: bytes, value: Any) -> bool:
+    """Tell whether `value` nests arrays and objects deeper than MAX_JSON_DEPTH.
+
+    A body with at most MAX_JSON_DEPTH brackets cannot be that deep, so the
+    walk over the decoded value runs only for larger bodies.
+    """
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return False
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend(
+            (child, depth + 1) for child in children if isinstance(child, dict | list)
+        )
+    return False
 
 
 def _may_contain_surrogates(body: bytes) -> bool:
