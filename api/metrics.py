@@ -511,9 +511,10 @@ def _bulk_frame_from_ndjson(body: bytes) -> pl.DataFrame:
     # Rows are numbered among the non-blank lines, as in the frame checked later.
     lines = [line for line in body.split(b"\n") if line.strip()]
     for index, line in enumerate(lines):
+        # msgspec raises RecursionError for an unknown field nested too deep to skip.
         try:
             row = decoder.decode(line)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:
             raise ApiError(
                 400, f"invalid row {index}: {exc}", field="row", value=index
             ) from None
