@@ -8,6 +8,7 @@ re-creates the sinks at once.
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 from collections.abc import Mapping
@@ -22,6 +23,19 @@ from mmab_metrics.timecodec import format_time
 
 _LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "error": "ERROR"}
 _MB = 1024 * 1024
+# Control characters and the other code points that str.splitlines() breaks on.
+_LINE_BREAKING = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def _escape(text: str) -> str:
+    """Escape line breaks and control characters, as `\\n` or `\\x1b`.
+
+    Messages and bound values carry request input (paths, configuration
+    keys), and a raw newline in them would forge a log line.
+    """
+    return _LINE_BREAKING.sub(
+        lambda match: match.group().encode("unicode_escape").decode("ascii"), text
+    )
 
 
 def _format(record: Mapping[str, Any]) -> str:
@@ -32,9 +46,10 @@ def _format(record: Mapping[str, Any]) -> str:
         if name not in ("now", "access")
     )
     tail = f" {fields}" if fields else ""
+    line = _escape(record["message"] + tail)
     return (
-        "{extra[now]} {level: <7} {message}"
-        + tail.replace("{", "{{").replace("}", "}}")
+        "{extra[now]} {level: <7} "
+        + line.replace("{", "{{").replace("}", "}}")
         + "\n{exception}"
     )
 
