@@ -23,7 +23,11 @@ GRACE_NS = 10 * 60 * 1_000_000_000
 
 def write_token(path: Path, token: str | None = None) -> str:
     """Write a token file with mode 0600, atomically; return the token."""
-    token = token or secrets.token_urlsafe(32)
+    if token is None:
+        token = secrets.token_urlsafe(32)
+        # A leading `-` would read as an option on a command line.
+        while token.startswith("-"):
+            token = secrets.token_urlsafe(32)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

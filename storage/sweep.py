@@ -65,8 +65,6 @@ class Sweeper:
                 logger.bind(count=report.jobs_deleted).info("expired jobs deleted")
         if "metrics" in rules:
             report.metrics_deleted = self.points.apply_retention(now_ns)
-        if "metrics" in rules:
-            report.metrics_deleted = self.points.apply_retention(now_ns)
         if "nodes" in rules:
             report.nodes_finished = self._log_finished_nodes(now_ns)
         if "node_files" in rules:

@@ -8,6 +8,7 @@ and no background sweeps, so time-dependent rules run without sleeping.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -40,6 +41,7 @@ def credential_headers(data_dir: Path) -> dict[str, str]:
 
 
 START_TIMEOUT_S = 60
+FLEET_NOW = "2025-03-16T12:00:00Z"
 
 
 @dataclass
@@ -194,3 +196,44 @@ def app(tmp_path: Path) -> Iterator[InProcess]:
         yield InProcess(services, client, clock)
     services.close()
     services.logs.close()
+
+
+# The simulation sends about 3,000 requests, each a durable write.
+@pytest.fixture(scope="session")
+def fleet(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[ServerProcess, dict]]:
+    """An https server after `simulate --nodes 20 --jobs 200`, and the manifest.
+
+    Tests that use it carry `xdist_group("fleet")`, so that one worker runs
+    them all on one simulation.
+    """
+    root = tmp_path_factory.mktemp("fleet")
+    server = ServerProcess(root / "data", now=FLEET_NOW, scheme="https").start()
+    manifest_path = root / "m.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmab_metrics.cli",
+            "simulate",
+            "--server",
+            server.url,
+            "--insecure",
+            "--nodes",
+            "20",
+            "--jobs",
+            "200",
+            "--manifest",
+            str(manifest_path),
+            f"--token={server.tokens()['X-Agent-Token']}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "simulated 20 nodes" in result.stdout
+    manifest = json.loads(manifest_path.read_text())
+    yield server, manifest
+    server.stop()

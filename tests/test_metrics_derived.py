@@ -7,12 +7,8 @@ the time of the newest point that contributed to them.
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -373,38 +369,12 @@ SIM_NOW = "2025-03-16T12:00:00Z"
 HALF_HOUR = 1800 * 10**9
 
 
-@pytest.fixture(scope="module")
-def simulated(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[httpx.Client, dict]]:
-    """A server after `simulate --nodes 20 --jobs 200`, and the manifest it wrote."""
-    root = tmp_path_factory.mktemp("simulated")
-    server = ServerProcess(root / "data", now=SIM_NOW).start()
-    manifest_path = root / "m.json"
-    command = [
-        sys.executable,
-        "-m",
-        "mmab_metrics.cli",
-        "simulate",
-        "--server",
-        server.url,
-        "--nodes",
-        "20",
-        "--jobs",
-        "200",
-        "--manifest",
-        str(manifest_path),
-    ]
-    token = Path(root / "data" / "agent.token")
-    if token.exists():
-        command.append(f"--token={token.read_text().strip()}")
-    result = subprocess.run(
-        command, capture_output=True, text=True, timeout=600, check=False
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
+@pytest.fixture
+def simulated(fleet: tuple[ServerProcess, dict]) -> Iterator[tuple[httpx.Client, dict]]:
+    """A client of the simulated fleet's server, and the manifest of the run."""
+    server, manifest = fleet
     with server.client() as http:
-        yield http, json.loads(manifest_path.read_text())
-    server.stop()
+        yield http, manifest
 
 
 def derived_points(manifest: dict) -> dict[tuple[str, str], list[tuple[int, float]]]:
@@ -423,6 +393,8 @@ def derived_points(manifest: dict) -> dict[tuple[str, str], list[tuple[int, floa
     return series
 
 
+@pytest.mark.xdist_group("fleet")
+@pytest.mark.timeout(1200)
 def test_simulated_summary(simulated):
     http, manifest = simulated
     series = derived_points(manifest)
@@ -447,6 +419,8 @@ def test_simulated_summary(simulated):
             assert close(item["point"]["value"], wanted), (short, queue)
 
 
+@pytest.mark.xdist_group("fleet")
+@pytest.mark.timeout(1200)
 def test_simulated_half_hour_buckets(simulated):
     http, manifest = simulated
     series = derived_points(manifest)
@@ -469,6 +443,8 @@ def test_simulated_half_hour_buckets(simulated):
                 assert close(actual, value), (short, object_id)
 
 
+@pytest.mark.xdist_group("fleet")
+@pytest.mark.timeout(1200)
 def test_simulated_job_minutes(simulated):
     http, manifest = simulated
     series = derived_points(manifest)

@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,44 +17,6 @@ import pytest
 from tests.conftest import ServerProcess
 
 NOW = "2025-03-16T12:00:00Z"
-
-
-# The simulation sends about 3,000 requests, each a durable write.
-@pytest.fixture(scope="module")
-def fleet(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[ServerProcess, dict]]:
-    """An https server after `simulate --nodes 20 --jobs 200`, and the manifest."""
-    root = tmp_path_factory.mktemp("fleet")
-    server = ServerProcess(root / "data", now=NOW, scheme="https").start()
-    manifest_path = root / "m.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mmab_metrics.cli",
-            "simulate",
-            "--server",
-            server.url,
-            "--insecure",
-            "--nodes",
-            "20",
-            "--jobs",
-            "200",
-            "--manifest",
-            str(manifest_path),
-            "--token",
-            server.tokens()["X-Agent-Token"],
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
-    assert "simulated 20 nodes" in result.stdout
-    manifest = json.loads(manifest_path.read_text())
-    yield server, manifest
-    server.stop()
 
 
 def client_of(server: ServerProcess) -> httpx.Client:
@@ -143,6 +104,7 @@ def check_state(server: ServerProcess, manifest: dict) -> None:
                 assert hashlib.sha256(content).hexdigest() == digest["sha256"]
 
 
+@pytest.mark.xdist_group("fleet")
 @pytest.mark.timeout(1200)
 def test_simulated_fleet_is_served(fleet):
     server, manifest = fleet
@@ -152,6 +114,7 @@ def test_simulated_fleet_is_served(fleet):
     check_state(server, manifest)
 
 
+@pytest.mark.xdist_group("fleet")
 @pytest.mark.timeout(1200)
 def test_simulated_fleet_survives_restart(fleet):
     server, manifest = fleet
@@ -187,8 +150,7 @@ def simulate(server: ServerProcess, manifest: Path, *extra: str) -> dict:
             "7",
             "--manifest",
             str(manifest),
-            "--token",
-            server.tokens()["X-Agent-Token"],
+            f"--token={server.tokens()['X-Agent-Token']}",
             *extra,
         ],
         capture_output=True,
