@@ -19,6 +19,25 @@ import polars as pl
 from mmab_metrics.rollup import Level
 
 _COLUMN = {"sum": "sum", "avg": "sum", "min": "min", "max": "max", "last": "last"}
+_COLUMNS = ("sum", "min", "max", "last")
+
+
+def _split(
+    frame: pl.DataFrame, columns: list[str]
+) -> list[tuple[int, list[np.ndarray]]]:
+    """Split a frame by series into numpy arrays of `columns`, sorted by bucket."""
+    if frame.height == 0:
+        return []
+    ordered = frame.sort("series_id", "bucket_ns")
+    series = ordered["series_id"].to_numpy()
+    arrays = [ordered[name].to_numpy() for name in columns]
+    edges = np.flatnonzero(np.diff(series)) + 1
+    heads = np.concatenate([[0], edges])
+    tails = np.concatenate([edges, [series.size]])
+    return [
+        (int(series[head]), [array[head:tail] for array in arrays])
+        for head, tail in zip(heads.tolist(), tails.tolist(), strict=True)
+    ]
 
 
 @dataclass
@@ -60,34 +79,51 @@ class LevelCache:
 
     def update(self, rows: pl.DataFrame, removed: pl.DataFrame | None = None) -> None:
         """Apply changed buckets, and drop `removed` (series_id, bucket_ns) keys."""
-        changes: dict[int, tuple[pl.DataFrame | None, pl.DataFrame | None]] = {}
-        if rows.height:
-            for (series_id,), part in rows.group_by("series_id"):
-                changes[series_id] = (part.sort("bucket_ns"), None)
+        gone: dict[int, np.ndarray] = {}
         if removed is not None and removed.height:
-            for (series_id,), part in removed.group_by("series_id"):
-                kept = changes.get(series_id, (None, None))[0]
-                changes[series_id] = (kept, part)
+            for series_id, starts in _split(removed, ["bucket_ns"]):
+                gone[series_id] = starts[0]
+        changed = _split(rows, ["bucket_ns", "count", "sum", "min", "max", "last"])
         with self._lock:
-            for series_id, (part, gone) in changes.items():
-                self._apply(series_id, part, gone)
+            for series_id, (starts, counts, *columns) in changed:
+                column = _COLUMNS.index(self.column_of(series_id))
+                new = SeriesBuckets(
+                    starts.astype(np.int64),
+                    columns[column].astype(np.float64),
+                    counts.astype(np.int64),
+                )
+                self._apply(series_id, new, gone.pop(series_id, None))
+            for series_id, starts in gone.items():
+                self._apply(series_id, None, starts)
 
     def _apply(
-        self, series_id: int, part: pl.DataFrame | None, gone: pl.DataFrame | None
+        self, series_id: int, new: SeriesBuckets | None, gone: np.ndarray | None
     ) -> None:
         current = self._series.get(series_id)
-        starts = current.starts if current else np.empty(0, np.int64)
-        values = current.values if current else np.empty(0, np.float64)
-        counts = current.counts if current else np.empty(0, np.int64)
-        drop = []
-        if gone is not None:
-            drop.append(gone["bucket_ns"].to_numpy())
-        new = self._arrays(series_id, part) if part is not None else None
-        if new is not None:
-            drop.append(new.starts)
+        if current is None or current.starts.size == 0:
+            if new is not None and new.starts.size:
+                self._series[series_id] = new
+            return
+        if gone is None and new is not None and new.starts[0] >= current.starts[-1]:
+            # Live data: the new buckets replace the last one or follow it.
+            keep = current.starts.size - (new.starts[0] == current.starts[-1])
+            self._series[series_id] = SeriesBuckets(
+                np.concatenate([current.starts[:keep], new.starts]),
+                np.concatenate([current.values[:keep], new.values]),
+                np.concatenate([current.counts[:keep], new.counts]),
+            )
+            return
+        starts, values, counts = current.starts, current.values, current.counts
+        drop = [
+            d for d in (gone, new.starts if new is not None else None) if d is not None
+        ]
         if drop:
-            keep = ~np.isin(starts, np.concatenate(drop))
-            starts, values, counts = starts[keep], values[keep], counts[keep]
+            keep_mask = ~np.isin(starts, np.concatenate(drop))
+            starts, values, counts = (
+                starts[keep_mask],
+                values[keep_mask],
+                counts[keep_mask],
+            )
         if new is not None:
             starts = np.concatenate([starts, new.starts])
             values = np.concatenate([values, new.values])
