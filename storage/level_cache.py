@@ -2,9 +2,9 @@
 
 A query of a stored level reads numpy slices instead of DuckDB, whose
 per-query cost is larger than a whole small answer. Per series and level it
-holds three arrays: bucket starts, `count`, and the one summary column the
-series' aggregate needs (`sum` for sum and avg, else `min`, `max` or `last`),
-24 bytes a bucket.
+holds four arrays: bucket starts, `count`, the time of the latest point, and
+the one summary column the series' aggregate needs (`sum` for sum and avg,
+else `min`, `max` or `last`), 32 bytes a bucket.
 """
 
 from __future__ import annotations
@@ -20,6 +20,10 @@ from mmab_metrics.rollup import Level
 
 _COLUMN = {"sum": "sum", "avg": "sum", "min": "min", "max": "max", "last": "last"}
 _COLUMNS = ("sum", "min", "max", "last")
+
+
+def _fields(buckets: SeriesBuckets) -> list[np.ndarray]:
+    return [buckets.starts, buckets.values, buckets.counts, buckets.last_times]
 
 
 def _split(
@@ -45,6 +49,7 @@ class SeriesBuckets:
     starts: np.ndarray  # int64 bucket starts, ascending
     values: np.ndarray  # float64, the aggregate's summary column
     counts: np.ndarray  # int64
+    last_times: np.ndarray  # int64 nanoseconds of each bucket's latest point
 
 
 class LevelCache:
@@ -75,6 +80,7 @@ class LevelCache:
             part["bucket_ns"].to_numpy().astype(np.int64, copy=True),
             part[column].to_numpy().astype(np.float64, copy=True),
             part["count"].to_numpy().astype(np.int64, copy=True),
+            part["last_ns"].to_numpy().astype(np.int64, copy=True),
         )
 
     def update(self, rows: pl.DataFrame, removed: pl.DataFrame | None = None) -> None:
@@ -83,14 +89,17 @@ class LevelCache:
         if removed is not None and removed.height:
             for series_id, starts in _split(removed, ["bucket_ns"]):
                 gone[series_id] = starts[0]
-        changed = _split(rows, ["bucket_ns", "count", "sum", "min", "max", "last"])
+        changed = _split(
+            rows, ["bucket_ns", "count", "last_ns", "sum", "min", "max", "last"]
+        )
         with self._lock:
-            for series_id, (starts, counts, *columns) in changed:
+            for series_id, (starts, counts, last_times, *columns) in changed:
                 column = _COLUMNS.index(self.column_of(series_id))
                 new = SeriesBuckets(
                     starts.astype(np.int64),
                     columns[column].astype(np.float64),
                     counts.astype(np.int64),
+                    last_times.astype(np.int64),
                 )
                 self._apply(series_id, new, gone.pop(series_id, None))
             for series_id, starts in gone.items():
@@ -106,32 +115,28 @@ class LevelCache:
             return
         if gone is None and new is not None and new.starts[0] >= current.starts[-1]:
             # Live data: the new buckets replace the last one or follow it.
-            keep = current.starts.size - (new.starts[0] == current.starts[-1])
+            keep = current.starts.size - int(new.starts[0] == current.starts[-1])
             self._series[series_id] = SeriesBuckets(
-                np.concatenate([current.starts[:keep], new.starts]),
-                np.concatenate([current.values[:keep], new.values]),
-                np.concatenate([current.counts[:keep], new.counts]),
+                *(
+                    np.concatenate([old[:keep], added])
+                    for old, added in zip(_fields(current), _fields(new), strict=True)
+                )
             )
             return
-        starts, values, counts = current.starts, current.values, current.counts
-        drop = [
-            d for d in (gone, new.starts if new is not None else None) if d is not None
-        ]
+        fields = _fields(current)
+        drop = [d for d in (gone, None if new is None else new.starts) if d is not None]
         if drop:
-            keep_mask = ~np.isin(starts, np.concatenate(drop))
-            starts, values, counts = (
-                starts[keep_mask],
-                values[keep_mask],
-                counts[keep_mask],
-            )
+            keep_mask = ~np.isin(fields[0], np.concatenate(drop))
+            fields = [field[keep_mask] for field in fields]
         if new is not None:
-            starts = np.concatenate([starts, new.starts])
-            values = np.concatenate([values, new.values])
-            counts = np.concatenate([counts, new.counts])
-            order = np.argsort(starts, kind="stable")
-            starts, values, counts = starts[order], values[order], counts[order]
-        if starts.size:
-            self._series[series_id] = SeriesBuckets(starts, values, counts)
+            fields = [
+                np.concatenate([old, added])
+                for old, added in zip(fields, _fields(new), strict=True)
+            ]
+            order = np.argsort(fields[0], kind="stable")
+            fields = [field[order] for field in fields]
+        if fields[0].size:
+            self._series[series_id] = SeriesBuckets(*fields)
         else:
             self._series.pop(series_id, None)
 
@@ -145,10 +150,33 @@ class LevelCache:
                     del self._series[series_id]
                 else:
                     self._series[series_id] = SeriesBuckets(
-                        buckets.starts[first:],
-                        buckets.values[first:],
-                        buckets.counts[first:],
+                        *(field[first:] for field in _fields(buckets))
                     )
+
+    def summarise(
+        self, series_id: int, lo_ns: int, hi_ns: int
+    ) -> tuple[int, float, int] | None:
+        """Return count, aggregated column and latest time of buckets in [lo, hi)."""
+        with self._lock:
+            buckets = self._series.get(series_id)
+        if buckets is None:
+            return None
+        first = int(np.searchsorted(buckets.starts, lo_ns, side="left"))
+        last = int(np.searchsorted(buckets.starts, hi_ns, side="left"))
+        if first >= last:
+            return None
+        values = buckets.values[first:last]
+        times = buckets.last_times[first:last]
+        column = self.column_of(series_id)
+        if column == "sum":
+            value = float(values.sum())
+        elif column == "min":
+            value = float(values.min())
+        elif column == "max":
+            value = float(values.max())
+        else:
+            value = float(values[int(np.argmax(times))])
+        return int(buckets.counts[first:last].sum()), value, int(times.max())
 
     def read(
         self, series_id: int, lo_ns: int, hi_ns: int

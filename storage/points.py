@@ -35,7 +35,7 @@ from mmab_metrics.rollup import Level, ceil_to, exact_segments, floor_to
 from storage.database import Database
 from storage.level_cache import LevelCache
 
-_RETURNING = " RETURNING series_id, bucket_ns, count, sum, min, max, last"
+_RETURNING = " RETURNING series_id, bucket_ns, count, sum, min, max, last, last_ns"
 SUMMARY_COLUMNS = ("count", "sum", "min", "max", "first", "last", "first_ns", "last_ns")
 _LEVEL_SCHEMA = {
     "series_id": pl.Int32,
@@ -195,7 +195,7 @@ class PointStore:
         with self.db.cursor() as con:
             for level, cache in self.caches.items():
                 table = con.sql(
-                    "SELECT series_id, bucket_ns, count, sum, min, max, last "
+                    "SELECT series_id, bucket_ns, count, sum, min, max, last, last_ns "
                     f"FROM {level.table}"
                 ).to_arrow_table()
                 cache.replace_all(pl.from_arrow(table))
@@ -708,7 +708,8 @@ class PointStore:
         """Return per series the merged summary of points in the given segments.
 
         A segment is a level and an aligned range of bucket starts, or None and a
-        range of raw point times.
+        range of raw point times. Stored levels are read from their caches, which
+        hold the aggregate's own column only, so the other columns stay null.
         """
         ids = list(series_ids)
         empty = pl.DataFrame(
@@ -720,37 +721,55 @@ class PointStore:
         if not ids or not segments:
             return empty
         parts = []
-        with self.db.cursor() as con:
-            con.register("_ids", pa.table({"series_id": pa.array(ids, pa.int32())}))
-            try:
-                for level, lo, hi in segments:
-                    # Buckets of the finest level tile the same times in raw.
-                    if level is None or level == self.finest:
-                        sql = (
-                            "SELECT series_id, count(*)::BIGINT AS count, sum(value) AS sum, "
-                            "min(value) AS min, max(value) AS max, "
-                            "arg_min(value, time_ns) AS first, arg_max(value, time_ns) AS last, "
-                            "min(time_ns) AS first_ns, max(time_ns) AS last_ns "
-                            "FROM raw SEMI JOIN _ids USING (series_id) "
-                            "WHERE time_ns >= $1 AND time_ns < $2 GROUP BY series_id"
-                        )
-                    else:
-                        sql = (
-                            "SELECT series_id, sum(count)::BIGINT AS count, sum(sum) AS sum, "
-                            "min(min) AS min, max(max) AS max, "
-                            "arg_min(first, first_ns) AS first, arg_max(last, last_ns) AS last, "
-                            "min(first_ns) AS first_ns, max(last_ns) AS last_ns "
-                            f"FROM {level.table} SEMI JOIN _ids USING (series_id) "
-                            "WHERE bucket_ns >= $1 AND bucket_ns < $2 GROUP BY series_id"
-                        )
-                    table = con.sql(sql, params=[lo, hi]).to_arrow_table()
-                    if table.num_rows:
-                        parts.append(pl.from_arrow(table).cast(empty.schema))
-            finally:
-                con.unregister("_ids")
+        cached: dict[str, list[Any]] = {name: [] for name in empty.columns}
+        for level, lo, hi in segments:
+            if level is None or level == self.finest:
+                continue
+            cache = self.caches[level]
+            for series_id in ids:
+                found = cache.summarise(series_id, lo, hi)
+                if found is None:
+                    continue
+                count, value, last_ns = found
+                column = cache.column_of(series_id)
+                for name in SUMMARY_COLUMNS:
+                    cached[name].append(value if name == column else None)
+                cached["series_id"].append(series_id)
+                cached["count"][-1] = count
+                cached["last_ns"][-1] = last_ns
+        if cached["series_id"]:
+            parts.append(pl.DataFrame(cached, schema=empty.schema))
+
+        # Buckets of the finest level tile the same times in raw.
+        raw_segments = [
+            (lo, hi)
+            for level, lo, hi in segments
+            if level is None or level == self.finest
+        ]
+        if raw_segments:
+            sql = (
+                "SELECT series_id, count(*)::BIGINT AS count, sum(value) AS sum, "
+                "min(value) AS min, max(value) AS max, "
+                "arg_min(value, time_ns) AS first, arg_max(value, time_ns) AS last, "
+                "min(time_ns) AS first_ns, max(time_ns) AS last_ns "
+                "FROM raw SEMI JOIN _ids USING (series_id) "
+                "WHERE time_ns >= $1 AND time_ns < $2 GROUP BY series_id"
+            )
+            with self.db.cursor() as con:
+                con.register("_ids", pa.table({"series_id": pa.array(ids, pa.int32())}))
+                try:
+                    for lo, hi in raw_segments:
+                        table = con.sql(sql, params=[lo, hi]).to_arrow_table()
+                        if table.num_rows:
+                            parts.append(pl.from_arrow(table).cast(empty.schema))
+                finally:
+                    con.unregister("_ids")
         if not parts:
             return empty
-        return merge_summaries(pl.concat(parts), ["series_id"])
+        frame = pl.concat(parts)
+        if frame["series_id"].is_unique().all():
+            return frame
+        return merge_summaries(frame, ["series_id"])
 
     def summary_segments(
         self, start_ns: int, end_ns: int, now_ns: int
