@@ -1,9 +1,9 @@
 """The outermost ASGI layer: admission, credentials, and the access log.
 
-It wraps the whole Litestar app rather than running as route middleware, so
-that credentials are checked before routing (a caller without the right gets
-401 or 403, never a 404 that reveals a path), and so that requests matching
-no route are logged too. It also caps concurrent requests at
+It wraps the whole Litestar app rather than running as route middleware.
+Credentials are then checked before routing, so a caller without the right
+gets 401 or 403, never a 404 that reveals a path. Requests that match no
+route are logged too. It also caps concurrent requests at
 `security.limits.maxInFlight`, answering 503 with `Retry-After` past it.
 """
 

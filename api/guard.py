@@ -1,4 +1,4 @@
-"""Who may call what: every request is classified and its credentials checked
+"""Access control: each request is classified and its credentials checked
 before routing, so a caller without the right learns nothing about paths.
 
 | class  | routes                                      | Cognito off            | Cognito on            |

@@ -1,7 +1,7 @@
 """The agent token and the admin token: files of the data directory, 0600.
 
 Both are generated on first start. `mmab-metrics rotate-agent-token` writes
-a new agent token while the server runs; the server notices the change
+a new agent token while the server runs. The server notices the change
 within seconds and keeps accepting the previous token for `GRACE_NS` of
 server time, so agents can pick up the new one without failing writes.
 """
