@@ -40,7 +40,7 @@ def credential_headers(data_dir: Path) -> dict[str, str]:
     }
 
 
-START_TIMEOUT_S = 60
+START_TIMEOUT_S = 120
 FLEET_NOW = "2025-03-16T12:00:00Z"
 
 
