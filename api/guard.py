@@ -3,7 +3,8 @@ before routing, so a caller without the right learns nothing about paths.
 
 | class  | routes                                      | Cognito off            | Cognito on            |
 | ------ | ------------------------------------------- | ---------------------- | --------------------- |
-| public | `GET /health`, the OpenAPI document         | anyone                 | anyone                |
+| public | `GET /health`, the OpenAPI document, the    | anyone                 | anyone                |
+|        | dashboard's static files                    |                        |                       |
 | agent  | node registration and departure, node file  | agent token            | agent token           |
 |        | uploads, job events, metric ingestion       |                        |                       |
 | read   | every other `GET`                           | anyone                 | a valid pool token    |
@@ -41,6 +42,13 @@ _PUBLIC_PATHS = re.compile(r"/health|/schema(/.*)?")
 def classify(method: str, path: str) -> str:
     """Return the access class of a request."""
     if method in ("GET", "HEAD") and _PUBLIC_PATHS.fullmatch(path):
+        return PUBLIC
+    # The dashboard's own files are public: the page itself signs users in.
+    if (
+        method in ("GET", "HEAD")
+        and not path.startswith(("/api/", "/nodes/"))
+        and not path.endswith(".log")
+    ):
         return PUBLIC
     for route_method, pattern in _AGENT_ROUTES:
         if method == route_method and pattern.fullmatch(path):

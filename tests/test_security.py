@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.client
 import json
 import os
 import subprocess
@@ -563,3 +564,37 @@ def test_requests_past_max_in_flight_get_503(app, tokens):
     assert busy.headers["Retry-After"] == "1"
     assert busy.json()["statusCode"] == 503
     assert upload.status_code == 204
+
+
+def test_dashboard_files_are_public(cognito_server):
+    web = cognito_server.data_dir / "mmabWeb"
+    (web / "assets").mkdir(parents=True, exist_ok=True)
+    (web / "index.html").write_text("<html>dashboard</html>")
+    (web / "assets" / "app.js").write_text("console.log('app')")
+    (cognito_server.data_dir / "outside.txt").write_text("SECRET-3")
+    with cognito_server.client(auth=False) as client:
+        page = client.get("/")
+        assert page.status_code == 200
+        assert page.text == "<html>dashboard</html>"
+        assert page.headers["content-type"].startswith("text/html")
+        script = client.get("/assets/app.js")
+        assert script.status_code == 200
+        assert client.get("/assets/missing.js").status_code == 404
+        assert client.get("/schema/openapi.json").status_code == 200
+        assert client.get("/mmab.log").status_code == 401
+        assert client.get("/api/v1/job").status_code == 401
+    url = httpx.URL(cognito_server.url)
+    for target in (
+        "/..%2foutside.txt",
+        "/assets/../../outside.txt",
+        "/%2e%2e/outside.txt",
+    ):
+        connection = http.client.HTTPConnection(url.host, url.port, timeout=30)
+        try:
+            connection.request("GET", target)
+            response = connection.getresponse()
+            body = response.read()
+        finally:
+            connection.close()
+        assert response.status == 404
+        assert b"SECRET-3" not in body
