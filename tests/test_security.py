@@ -598,3 +598,79 @@ def test_dashboard_files_are_public(cognito_server):
             connection.close()
         assert response.status == 404
         assert b"SECRET-3" not in body
+
+
+AGENT_ROUTES = [
+    ("POST", "/api/v1/node"),
+    ("DELETE", "/api/v1/node/node-9"),
+    ("POST", "/nodes/node-9/var/log/a.log"),
+    ("PUT", "/nodes/node-9/var/log/a.log"),
+    ("POST", "/api/v1/job/job-9/events"),
+    ("POST", "/api/v1/metricValue/queue-a/jobSubmitted"),
+    ("POST", "/api/v1/metricValue"),
+]
+READ_ROUTES = [
+    ("GET", "/api/v1/config"),
+    ("GET", "/api/v1/log/config"),
+    ("GET", "/api/v1/node"),
+    ("GET", "/api/v1/nodes/node-9/files"),
+    ("GET", "/api/v1/job"),
+    ("GET", "/api/v1/job/job-9"),
+    ("GET", "/api/v1/metric"),
+    ("GET", "/api/v1/metricValue/queue-a/jobSubmitted"),
+    ("GET", "/api/v1/metrics/summary"),
+    ("GET", "/api/v1/security/cognito"),
+    ("GET", "/mmab.log"),
+    ("GET", "/mmab-access.log"),
+    ("GET", "/nodes/node-9/var/log/a.log"),
+]
+ADMIN_ROUTES = [
+    ("PUT", "/api/v1/configKV"),
+    ("PUT", "/api/v1/ckptConfig"),
+    ("PUT", "/api/v1/log/config"),
+    ("PUT", "/api/v1/metricDef/metricDef-custom"),
+    ("PUT", "/api/v1/security/cognito"),
+    ("DELETE", "/api/v1/security/cognito"),
+    ("POST", "/api/v1/metrics/rollup"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), AGENT_ROUTES)
+def test_route_table_agent(app, tokens, method, path):
+    for headers in ({}, {"X-Admin-Token": tokens["X-Admin-Token"]}):
+        response = call(app, method, path, headers=headers)
+        assert response.status_code == (403 if headers else 401), (method, path)
+    allowed = call(
+        app, method, path, headers={"X-Agent-Token": tokens["X-Agent-Token"]}
+    )
+    assert allowed.status_code not in (401, 403)
+    assert allowed.status_code < 500
+
+
+@pytest.mark.parametrize(("method", "path"), READ_ROUTES)
+def test_route_table_read(app, method, path):
+    response = call(app, method, path)
+    assert response.status_code in (200, 404)
+    assert response.headers["content-type"].startswith(("application/json", "text/"))
+
+
+@pytest.mark.parametrize(("method", "path"), ADMIN_ROUTES)
+def test_route_table_admin(app, tokens, method, path):
+    assert call(app, method, path, json_body={}).status_code == 401
+    agent = call(
+        app,
+        method,
+        path,
+        json_body={},
+        headers={"X-Agent-Token": tokens["X-Agent-Token"]},
+    )
+    assert agent.status_code == 403
+    admin = call(
+        app,
+        method,
+        path,
+        json_body={},
+        headers={"X-Admin-Token": tokens["X-Admin-Token"]},
+    )
+    assert admin.status_code not in (401, 403)
+    assert admin.status_code < 500
