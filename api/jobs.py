@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
+from litestar.response import Stream
 from loguru import logger
 
 from api.errors import ApiError
@@ -86,13 +88,33 @@ def _job_filter(request: Request[Any, Any, Any]) -> JobFilter:
 
 
 @get("/api/v1/job", sync_to_thread=False)
-def list_jobs(request: Request[Any, Any, Any]) -> Response[bytes]:
+def list_jobs(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
     services = services_of(request)
-    documents, total = services.jobs.list(
+    job_ids, total = services.jobs.list(
         _job_filter(request), services.sweeper.ttls(), services.clock.now_ns()
     )
-    body = "[" + ",".join(documents) + "]"
-    return raw_json_response(body, headers={"X-Total-Count": str(total)})
+    headers = {"X-Total-Count": str(total)}
+    if len(job_ids) <= _STREAM_BATCH:
+        body = "[" + ",".join(services.jobs.documents(job_ids)) + "]"
+        return raw_json_response(body, headers=headers)
+
+    def chunks() -> Iterator[bytes]:
+        # Documents are read a batch at a time, so a long list holds neither
+        # the database lock nor every document at once.
+        first = True
+        yield b"["
+        for offset in range(0, len(job_ids), _STREAM_BATCH):
+            for document in services.jobs.documents(
+                job_ids[offset : offset + _STREAM_BATCH]
+            ):
+                yield (document if first else "," + document).encode()
+                first = False
+        yield b"]"
+
+    return Stream(chunks(), media_type="application/json", headers=headers)
+
+
+_STREAM_BATCH = 500
 
 
 def _not_found(job_id: str) -> ApiError:

@@ -74,7 +74,7 @@ class JobStore:
     def list(
         self, where: JobFilter, ttls: Mapping[str, int], now_ns: int
     ) -> tuple[list[str], int]:
-        """Return the matching documents as JSON texts, and their total count."""
+        """Return the ids of the matching jobs in list order, and their total count."""
         expired, params = _expiry_condition(ttls, now_ns)
         conditions = [f"NOT {expired}"]
         if where.queue is not None:
@@ -103,10 +103,21 @@ class JobStore:
                 f"SELECT count(*) FROM jobs WHERE {sql_where}", params
             ).fetchone()[0]
             rows = con.execute(
-                f"SELECT doc FROM jobs WHERE {sql_where} ORDER BY created_ns, id{page}",
+                f"SELECT id FROM jobs WHERE {sql_where} ORDER BY created_ns, id{page}",
                 params + page_params,
             ).fetchall()
         return [row[0] for row in rows], total
+
+    def documents(self, job_ids: list[str]) -> list[str]:
+        """Return the stored JSON of these jobs in the order given, skipping gone ones."""
+        if not job_ids:
+            return []
+        with self.db.cursor() as con:
+            rows = con.execute(
+                "SELECT id, doc FROM jobs WHERE id IN (SELECT unnest(?))", [job_ids]
+            ).fetchall()
+        found = dict(rows)
+        return [found[job_id] for job_id in job_ids if job_id in found]
 
     def delete_expired(self, ttls: Mapping[str, int], now_ns: int) -> int:
         expired, params = _expiry_condition(ttls, now_ns)

@@ -104,3 +104,19 @@ def test_sweep_keeps_unexpired_jobs(app):
     assert app.sweep().jobs_deleted == 1
     assert app.services.jobs.get("old") is None
     assert app.services.jobs.get("new") is not None
+
+
+def test_long_list_streams_in_batches(app, monkeypatch):
+    import api.jobs
+
+    monkeypatch.setattr(api.jobs, "_STREAM_BATCH", 2)
+    app.set_now(DONE)
+    for index in range(5):
+        post(app, f"s{index}", "Job-Running", f"2025-03-14T0{index}:00:00Z")
+    response = app.client.get("/api/v1/job")
+    assert response.status_code == 200
+    assert response.headers["X-Total-Count"] == "5"
+    assert "content-length" not in response.headers
+    assert [job["id"] for job in response.json()] == [f"s{i}" for i in range(5)]
+    page = app.client.get("/api/v1/job", params={"offset": "1", "limit": "3"})
+    assert [job["id"] for job in page.json()] == ["s1", "s2", "s3"]
