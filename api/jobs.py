@@ -14,6 +14,7 @@ from loguru import logger
 from api.errors import ApiError
 from api.responses import (
     query_int,
+    query_time,
     query_value,
     raw_json_response,
     read_json,
@@ -21,7 +22,6 @@ from api.responses import (
 )
 from mmab_metrics import jobs as job_rules
 from mmab_metrics.metrics import SYSTEM_TOTAL, DerivedPoint, derive, queue_object
-from mmab_metrics.timecodec import TimeFormatError, parse_query_time
 from storage.jobs import JobFilter
 
 
@@ -47,18 +47,6 @@ def job_points(job_id: str, queue: str, points: list[DerivedPoint]) -> pl.DataFr
     )
 
 
-def _time_param(request: Request[Any, Any, Any], name: str) -> int | None:
-    text = query_value(request, name)
-    if text is None:
-        return None
-    try:
-        return parse_query_time(text)
-    except TimeFormatError as exc:
-        raise ApiError(
-            400, f"invalid `{name}`: {exc}", field=name, value=text
-        ) from None
-
-
 def _job_filter(request: Request[Any, Any, Any]) -> JobFilter:
     queue = query_value(request, "queue")
     if queue is not None and not job_rules.is_valid_id(queue):
@@ -72,7 +60,7 @@ def _job_filter(request: Request[Any, Any, Any]) -> JobFilter:
             field="status",
             value=status,
         )
-    start, end = _time_param(request, "start"), _time_param(request, "end")
+    start, end = query_time(request, "start"), query_time(request, "end")
     if start is not None and end is not None and start >= end:
         raise ApiError(
             400, "invalid range: `start` must be before `end`", field="start"

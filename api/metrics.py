@@ -18,7 +18,7 @@ from litestar.params import FromPath
 from loguru import logger
 
 from api.errors import ApiError, parse_json, read_body
-from api.responses import json_response, query_value, read_json, services_of
+from api.responses import json_response, query_time, query_value, read_json, services_of
 from mmab_metrics.durations import DurationError, format_duration, parse_duration
 from mmab_metrics.jobs import MAX_FUTURE_NS
 from mmab_metrics.metrics import (
@@ -36,7 +36,6 @@ from mmab_metrics.timecodec import (
     MIN_NS,
     TimeFormatError,
     format_time,
-    parse_query_time,
     parse_time,
 )
 from storage.definitions import DefinitionConflict
@@ -57,18 +56,6 @@ def _definition(request: Request[Any, Any, Any], definition_id: str) -> Definiti
             value=definition_id,
         )
     return definition
-
-
-def _time_param(request: Request[Any, Any, Any], name: str) -> int | None:
-    text = query_value(request, name)
-    if text is None:
-        return None
-    try:
-        return parse_query_time(text)
-    except TimeFormatError as exc:
-        raise ApiError(
-            400, f"invalid `{name}`: {exc}", field=name, value=text
-        ) from None
 
 
 def _interval_param(request: Request[Any, Any, Any]) -> int | None:
@@ -237,7 +224,7 @@ def _render_points(starts: np.ndarray, values: np.ndarray) -> str:
 
 
 def _too_many_points(levels: Any, found: int, cap: int, lo: int, hi: int) -> ApiError:
-    """Name the point cap and the finest interval whose answer fits under it."""
+    """Name the point cap and the finest interval whose response fits under it."""
     needed = -(-(hi - lo) // cap)
     finest = levels[0].interval_ns
     # A whole multiple of the finest level is always a valid interval.
@@ -263,8 +250,8 @@ def metric_values(
     definition = _definition(request, definition_id)
     now = services.clock.now_ns()
     interval = _interval_param(request)
-    start = _time_param(request, "start")
-    end = _time_param(request, "end")
+    start = query_time(request, "start")
+    end = query_time(request, "end")
     if end is None:
         end = now
     try:
@@ -320,10 +307,10 @@ def metric_values(
 def metrics_summary(request: Request[Any, Any, Any]) -> Response[bytes]:
     services = services_of(request)
     now = services.clock.now_ns()
-    end = _time_param(request, "end")
+    end = query_time(request, "end")
     if end is None:
         end = now
-    start = _time_param(request, "start")
+    start = query_time(request, "start")
     if start is None:
         start = max(end - _DAY_NS, MIN_NS)
     if start >= end:

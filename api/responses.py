@@ -9,6 +9,7 @@ from litestar import Request, Response
 
 from api.errors import JSON, ApiError, parse_json, read_body
 from api.services import Services
+from mmab_metrics.timecodec import TimeFormatError, parse_query_time
 
 _MB = 1024 * 1024
 
@@ -54,6 +55,19 @@ def query_value(request: Request[Any, Any, Any], name: str) -> str | None:
             400, f"query parameter `{name}` is given more than once", field=name
         )
     return values[0]
+
+
+def query_time(request: Request[Any, Any, Any], name: str) -> int | None:
+    """Return a timestamp query parameter as nanoseconds, or None when absent."""
+    text = query_value(request, name)
+    if text is None:
+        return None
+    try:
+        return parse_query_time(text)
+    except TimeFormatError as exc:
+        raise ApiError(
+            400, f"invalid `{name}`: {exc}", field=name, value=text
+        ) from None
 
 
 def query_int(request: Request[Any, Any, Any], name: str) -> int | None:
