@@ -15,7 +15,7 @@ visible at every level as soon as its write returns:
   raw and replaced whole;
 - a sealed bucket (start < now - rawRetention) can no longer be recomputed,
   so points merge into it, and a replaced value adjusts `sum` by the
-  difference. Raw no longer holds what a sealed bucket summarises, so a
+  difference. Raw no longer contains what a sealed bucket summarises, so a
   point re-sent after raw dropped it is counted again.
 """
 
@@ -141,7 +141,7 @@ class PointStore:
         self._pending: list[tuple[Level, pl.DataFrame, pl.DataFrame | None]] = []
         self.levels = tuple(levels)
         # The finest level is served from raw: raw retention is never shorter
-        # than its retention, so raw holds every point of its retained
+        # than its retention, so raw contains every point of its retained
         # buckets, and storing it would copy raw.
         self.finest = self.levels[0]
         self.stored_levels = self.levels[1:]
@@ -267,7 +267,7 @@ class PointStore:
     ) -> None:
         """Replace the points of one source (a job) with `points`.
 
-        `previous` holds the points this source had before, so that those
+        `previous` contains the points this source had before, so that those
         no longer derived leave raw and their buckets are recomputed.
         `before_commit` runs inside the same transaction.
         """
@@ -607,28 +607,6 @@ class PointStore:
         return {"seconds": seconds, "series": len(ids)}
 
     # ------------------------------------------------------------ reads --
-
-    def buckets(self, level: Level, series_id: int, lo_ns: int, hi_ns: int) -> pa.Table:
-        """Return the level's summaries of one series with start in [lo, hi)."""
-        if level == self.finest:
-            interval = level.interval_ns
-            sql = (
-                f"SELECT time_ns - time_ns % {interval} AS bucket_ns, "
-                "count(*)::BIGINT AS count, sum(value) AS sum, min(value) AS min, "
-                "max(value) AS max, arg_min(value, time_ns) AS first, "
-                "arg_max(value, time_ns) AS last, min(time_ns) AS first_ns, "
-                "max(time_ns) AS last_ns FROM raw "
-                "WHERE series_id = $1 AND time_ns >= $2 AND time_ns < $3 "
-                "GROUP BY bucket_ns ORDER BY bucket_ns"
-            )
-        else:
-            sql = (
-                f"SELECT bucket_ns, {', '.join(SUMMARY_COLUMNS)} FROM {level.table} "
-                "WHERE series_id = $1 AND bucket_ns >= $2 AND bucket_ns < $3 "
-                "ORDER BY bucket_ns"
-            )
-        with self.db.cursor() as con:
-            return con.sql(sql, params=[series_id, lo_ns, hi_ns]).to_arrow_table()
 
     def _raw_buckets(
         self, interval: int, series_id: int, lo_ns: int, hi_ns: int, aggregate: str
