@@ -4,7 +4,7 @@ It wraps the whole Litestar app rather than running as route middleware.
 Credentials are then checked before routing, so a caller without the right
 gets 401 or 403, never a 404 that reveals a path. Requests that match no
 route are logged too. It also caps concurrent requests at
-`security.limits.maxInFlight`, answering 503 with `Retry-After` past it.
+`security.limits.maxInFlight`, returning 503 with `Retry-After` past it.
 """
 
 from __future__ import annotations

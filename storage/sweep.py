@@ -24,7 +24,7 @@ RULES = ("jobs", "metrics", "nodes", "node_files")
 
 @dataclass
 class SweepReport:
-    """What one sweep did."""
+    """The outcome of one sweep."""
 
     jobs_deleted: int = 0
     metrics_deleted: dict[str, int] = field(default_factory=dict)
